@@ -1,0 +1,209 @@
+"""Parameter normalisation and shape arithmetic: the one place every public API maps through.
+
+Every API (``correlation``, ``CorrTaichi``, the spatial_correlation_sampler, flownet2 and mmcv
+drop-ins) is reduced to one :class:`Geometry` and one scale factor.  The kernels, the pure-PyTorch
+reference and the shape functions for fake tensors all read the same record, so the APIs cannot
+drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import operator
+from typing import Tuple, Union
+
+import torch
+
+IntPair = Union[int, Tuple[int, int]]
+
+#: an input size large enough for any parameter set, to validate parameters before inputs exist.
+ANY_SIZE = 1 << 20
+
+#: dtypes the op accepts, with the dtype the kernels accumulate in.
+SUPPORTED_DTYPES = (torch.float32, torch.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """Which pixels of ``input1`` meet which pixels of ``input2``.
+
+    For output pixel ``(h, w)``, kernel tap ``(i, j)`` and displacement ``(ph, pw)``::
+
+        y1 = h * stride_h + origin_h + i * dilation_h
+        y2 = y1 + first_h + ph * patch_dilation_h      (likewise x1, x2 along w)
+
+    and ``out[b, ph, pw, h, w] = scale * sum_{c, i, j} input1[b, c, y1, x1] * input2[b, c, y2, x2]``,
+    a term counting only where both positions lie inside the image.
+    """
+
+    kernel_h: int
+    kernel_w: int
+    dilation_h: int
+    dilation_w: int
+    stride_h: int
+    stride_w: int
+    origin_h: int
+    origin_w: int
+    patch_h: int
+    patch_w: int
+    patch_dilation_h: int
+    patch_dilation_w: int
+    first_h: int
+    first_w: int
+    out_h: int
+    out_w: int
+
+    def as_list(self) -> list[int]:
+        return list(dataclasses.astuple(self))
+
+    @classmethod
+    def from_list(cls, values) -> "Geometry":
+        return cls(*(int(v) for v in values))
+
+    def output_shape(self, batch: int) -> tuple[int, int, int, int, int]:
+        return (batch, self.patch_h, self.patch_w, self.out_h, self.out_w)
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def as_int(value, name: str, minimum: int | None = None) -> int:
+    """``value`` as an int (bools and floats refused), at least ``minimum``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got bool {value!r}")
+    try:
+        result = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+    if minimum is not None and result < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {result}")
+    return result
+
+
+def as_pair(value: IntPair, name: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints, each at least ``minimum``, as an ``(h, w)`` pair."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(
+                f"{name} must be an int or a pair (h, w) of ints >= {minimum}, "
+                f"got a sequence of length {len(value)}: {value!r}"
+            )
+        items = tuple(value)
+    elif isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be an int or a pair (h, w) of ints, got a Tensor")
+    else:
+        items = (value, value)
+    try:
+        h, w = (as_int(v, name) for v in items)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int or a pair (h, w) of ints >= {minimum}, got {value!r}"
+        ) from None
+    if h < minimum or w < minimum:
+        raise ValueError(f"{name} must be an int or a pair (h, w) of ints >= {minimum}, got {value!r}")
+    return h, w
+
+
+def check_inputs(input1, input2, api: str = "correlation") -> None:
+    """Refuse anything the kernels cannot take, naming the argument and what is allowed."""
+    for name, t in (("input1", input1), ("input2", input2)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{api}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(
+                f"{api}: {name} must be a 4-D tensor (B, C, H, W), got {t.dim()}-D of shape {tuple(t.shape)}"
+            )
+        if t.is_complex() or not t.is_floating_point():
+            raise TypeError(
+                f"{api}: {name} must have a floating dtype (float32 or float64), got {t.dtype}"
+            )
+        if t.dtype not in SUPPORTED_DTYPES:
+            raise NotImplementedError(
+                f"{api}: {name} has dtype {t.dtype}; supported dtypes are float32 and float64"
+            )
+    if input1.shape != input2.shape:
+        raise ValueError(
+            f"{api}: input1 and input2 must have the same shape (B, C, H, W), "
+            f"got {tuple(input1.shape)} and {tuple(input2.shape)}"
+        )
+    if input1.dtype != input2.dtype:
+        raise TypeError(f"{api}: input1 and input2 must have the same dtype, got {input1.dtype} and {input2.dtype}")
+    if input1.device != input2.device:
+        raise ValueError(
+            f"{api}: input1 and input2 must be on the same device, got {input1.device} and {input2.device}"
+        )
+
+
+def _check_output(out_h: int, out_w: int, height: int, width: int, api: str, what: str) -> None:
+    if out_h < 1 or out_w < 1:
+        raise ValueError(
+            f"{api}: the output would be empty ({out_h} x {out_w}) for an input of {height} x {width}; "
+            f"{what}"
+        )
+
+
+# --------------------------------------------------------------------------- the APIs' geometries
+
+
+def sampler_geometry(
+    height: int,
+    width: int,
+    kernel_size: IntPair = 1,
+    patch_size: IntPair = 1,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    dilation_patch: IntPair = 1,
+    api: str = "correlation",
+) -> Geometry:
+    """spatial_correlation_sampler semantics: kernel anchored at its top-left, patch centred at
+    ``(patch - 1) // 2``."""
+    kh, kw = as_pair(kernel_size, f"{api}: kernel_size", 1)
+    ph, pw = as_pair(patch_size, f"{api}: patch_size", 1)
+    sh, sw = as_pair(stride, f"{api}: stride", 1)
+    pad_h, pad_w = as_pair(padding, f"{api}: padding", 0)
+    dh, dw = as_pair(dilation, f"{api}: dilation", 1)
+    dph, dpw = as_pair(dilation_patch, f"{api}: dilation_patch", 1)
+    out_h = (height + 2 * pad_h - ((kh - 1) * dh + 1)) // sh + 1
+    out_w = (width + 2 * pad_w - ((kw - 1) * dw + 1)) // sw + 1
+    _check_output(
+        out_h, out_w, height, width, api,
+        "the dilated kernel_size, (kernel_size - 1) * dilation + 1, must not exceed the input size "
+        "plus 2 * padding",
+    )
+    return Geometry(
+        kh, kw, dh, dw, sh, sw, -pad_h, -pad_w, ph, pw, dph, dpw,
+        -((ph - 1) // 2) * dph, -((pw - 1) // 2) * dpw, out_h, out_w,
+    )
+
+
+def legacy_geometry(height: int, width: int, max_disp: int, dila_patch: int) -> Geometry:
+    """The original ``CorrTaichi``: input2 zero-padded by ``max_disp``, displacement ``u * dila_patch
+    - max_disp`` for ``u < P = 2 * max_disp // dila_patch + 1``, output the input's size."""
+    patch = 2 * max_disp // dila_patch + 1
+    return Geometry(1, 1, 1, 1, 1, 1, 0, 0, patch, patch, dila_patch, dila_patch,
+                    -max_disp, -max_disp, height, width)
+
+
+def flownet2_geometry(
+    height: int, width: int, pad_size: int, kernel_size: int, max_displacement: int, stride1: int, stride2: int
+) -> Geometry:
+    """NVIDIA flownet2-pytorch: kernel centred at padded ``(y * stride1 + max_displacement)``,
+    displacements ``t * stride2`` for ``|t| <= max_displacement // stride2``."""
+    api = "flownet2 Correlation"
+    kernel_rad = (kernel_size - 1) // 2
+    border = kernel_rad + max_displacement
+    disp_rad = max_displacement // stride2
+    out_h = math.ceil((height + 2 * pad_size - 2 * border) / stride1)
+    out_w = math.ceil((width + 2 * pad_size - 2 * border) / stride1)
+    _check_output(
+        out_h, out_w, height, width, api,
+        "the input size plus 2 * pad_size must exceed 2 * (max_displacement + (kernel_size - 1) // 2)",
+    )
+    origin = max_displacement - kernel_rad - pad_size
+    size = 2 * disp_rad + 1
+    return Geometry(
+        kernel_size, kernel_size, 1, 1, stride1, stride1, origin, origin, size, size, stride2, stride2,
+        -disp_rad * stride2, -disp_rad * stride2, out_h, out_w,
+    )

@@ -1,0 +1,112 @@
+"""The one owner of the Taichi runtime.
+
+Rules:
+* a runtime the user initialised (``ti.init(...)`` before the first call) is used as it is;
+* otherwise one is started lazily at the first call, on the backend matching the tensors' device
+  (cpu -> Taichi's CPU backend, cuda -> Taichi's CUDA backend), or on the backend named by
+  :func:`init` or the ``CORR_TAICHI_ARCH`` environment variable;
+* starting it prints nothing (Taichi's banner and start-up line are swallowed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import threading
+import warnings
+
+import torch
+
+_LOCK = threading.Lock()
+_ARCH_NAMES = ("cpu", "cuda", "vulkan", "metal", "opengl", "gpu")
+
+
+def _import_taichi():
+    """Import taichi without its start-up banner (unless the user already imported it)."""
+    if "taichi" in sys.modules:
+        return sys.modules["taichi"]
+    previous = os.environ.get("ENABLE_TAICHI_HEADER_PRINT")
+    os.environ["ENABLE_TAICHI_HEADER_PRINT"] = "0"
+    try:
+        with warnings.catch_warnings():  # taichi 1.7 calls a deprecated locale function at import
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import taichi
+    finally:
+        if previous is None:
+            del os.environ["ENABLE_TAICHI_HEADER_PRINT"]
+        else:
+            os.environ["ENABLE_TAICHI_HEADER_PRINT"] = previous
+    return taichi
+
+
+ti = _import_taichi()
+
+
+def is_initialised() -> bool:
+    """True when a Taichi runtime exists (started by the user or by this package)."""
+    return ti.lang.impl.get_runtime().prog is not None
+
+
+def current_arch_name() -> str | None:
+    """Name of the running Taichi backend (``"x64"``, ``"cuda"``, ``"vulkan"``...), or None."""
+    if not is_initialised():
+        return None
+    return ti.lang.impl.current_cfg().arch.name
+
+
+def _arch_from_name(name: str):
+    name = name.strip().lower()
+    if name not in _ARCH_NAMES:
+        raise ValueError(f"arch must be one of {', '.join(_ARCH_NAMES)}, got {name!r}")
+    return getattr(ti, name)
+
+
+def init(arch: str = "cpu", **taichi_options) -> None:
+    """Start the Taichi runtime explicitly on ``arch`` (one of ``cpu``, ``cuda``, ``vulkan``,
+    ``metal``, ``opengl``, ``gpu``), silently.  Extra keyword arguments go to ``ti.init``.
+
+    Calling it again restarts Taichi (all Taichi state, the user's included, is reset).
+    """
+    with _LOCK:
+        _start(_arch_from_name(arch), taichi_options)
+
+
+def _start(arch, taichi_options: dict) -> None:
+    options = dict(
+        log_level="error",
+        offline_cache=True,
+        cpu_max_num_threads=max(1, torch.get_num_threads()),
+        # Taichi's kernels here only touch torch-owned memory: keep its own device pool small so
+        # it does not eat into what torch's allocator needs.
+        device_memory_GB=0.25,
+    )
+    options.update(taichi_options)
+    previous_skip = os.environ.get("TI_SKIP_VERSION_CHECK")
+    os.environ["TI_SKIP_VERSION_CHECK"] = "ON"  # no network look-up behind the user's back
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            ti.init(arch=arch, **options)
+    finally:
+        if previous_skip is None:
+            del os.environ["TI_SKIP_VERSION_CHECK"]
+        else:
+            os.environ["TI_SKIP_VERSION_CHECK"] = previous_skip
+
+
+def ensure_runtime(device: torch.device) -> None:
+    """Make sure a Taichi runtime exists before a kernel launch on tensors of ``device``."""
+    if is_initialised():
+        return
+    with _LOCK:
+        if is_initialised():
+            return
+        requested = os.environ.get("CORR_TAICHI_ARCH")
+        if requested:
+            arch = _arch_from_name(requested)
+        elif device.type == "cuda":
+            arch = ti.cuda
+        else:
+            arch = ti.cpu
+        _start(arch, {})

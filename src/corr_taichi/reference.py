@@ -1,0 +1,65 @@
+"""Pure-PyTorch correlation: the oracle for the tests and the "pure PyTorch" benchmark baseline.
+
+A loop over displacements of shifted products summed over channels, followed by a box filter for the
+kernel window.  Differentiable by autograd, any dtype and device, no Taichi.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._geometry import Geometry, IntPair, check_inputs, sampler_geometry
+
+
+def _shifted(x: Tensor, shift_h: int, shift_w: int) -> Tensor | None:
+    """``x[..., y + shift_h, x + shift_w]`` with zeros outside, or None when nothing overlaps."""
+    height, width = x.shape[-2:]
+    if abs(shift_h) >= height or abs(shift_w) >= width:
+        return None
+    return F.pad(x, (-shift_w, shift_w, -shift_h, shift_h))
+
+
+def correlation_from_geometry(input1: Tensor, input2: Tensor, geometry: Geometry, scale: float = 1.0) -> Tensor:
+    """The op for any :class:`Geometry`: ``(B, PH, PW, oH, oW)``."""
+    g = geometry
+    batch, _, height, width = input1.shape
+    products = []
+    for ph in range(g.patch_h):
+        for pw in range(g.patch_w):
+            shifted = _shifted(input2, g.first_h + ph * g.patch_dilation_h, g.first_w + pw * g.patch_dilation_w)
+            if shifted is None:
+                products.append(input1.new_zeros(batch, height, width))
+            else:
+                products.append((input1 * shifted).sum(1))
+    stacked = torch.stack(products, 1)  # (B, PH*PW, H, W): per-pixel products for every displacement
+    # Window sum: crop/pad the product map to the rows and columns the kernel taps reach, then a
+    # ones-kernel convolution with the op's stride and dilation.
+    last_h = g.origin_h + (g.out_h - 1) * g.stride_h + (g.kernel_h - 1) * g.dilation_h
+    last_w = g.origin_w + (g.out_w - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w
+    framed = F.pad(stacked, (-g.origin_w, last_w - (width - 1), -g.origin_h, last_h - (height - 1)))
+    channels = stacked.shape[1]
+    ones = stacked.new_ones(channels, 1, g.kernel_h, g.kernel_w)
+    summed = F.conv2d(framed, ones, stride=(g.stride_h, g.stride_w), dilation=(g.dilation_h, g.dilation_w),
+                      groups=channels)
+    return (summed * scale).view(g.output_shape(batch))
+
+
+def correlation(
+    input1: Tensor,
+    input2: Tensor,
+    kernel_size: IntPair = 1,
+    patch_size: IntPair = 1,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    dilation_patch: IntPair = 1,
+) -> Tensor:
+    """Same signature and result as :func:`corr_taichi.correlation`, in plain PyTorch."""
+    check_inputs(input1, input2, "reference.correlation")
+    geometry = sampler_geometry(
+        input1.shape[2], input1.shape[3], kernel_size, patch_size, stride, padding, dilation, dilation_patch,
+        api="reference.correlation",
+    )
+    return correlation_from_geometry(input1, input2, geometry)

@@ -1,0 +1,101 @@
+"""Slow, obvious float64 implementations written straight from each API's definition.
+
+Loops over every output element and kernel tap with a NumPy dot over channels; nothing here shares
+code with the package, so agreement means the package computes what the definitions say.
+"""
+
+import math
+
+import numpy as np
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def sampler(x1, x2, kernel_size=1, patch_size=1, stride=1, padding=0, dilation=1, dilation_patch=1):
+    """spatial_correlation_sampler: (B, pH, pW, oH, oW)."""
+    x1 = np.asarray(x1, dtype=np.float64)
+    x2 = np.asarray(x2, dtype=np.float64)
+    kh, kw = _pair(kernel_size)
+    ph_, pw_ = _pair(patch_size)
+    sh, sw = _pair(stride)
+    padh, padw = _pair(padding)
+    dh, dw = _pair(dilation)
+    dph, dpw = _pair(dilation_patch)
+    B, C, H, W = x1.shape
+    oh = (H + 2 * padh - ((kh - 1) * dh + 1)) // sh + 1
+    ow = (W + 2 * padw - ((kw - 1) * dw + 1)) // sw + 1
+    out = np.zeros((B, ph_, pw_, oh, ow))
+    for b in range(B):
+        for p in range(ph_):
+            for q in range(pw_):
+                su = (p - (ph_ - 1) // 2) * dph
+                sv = (q - (pw_ - 1) // 2) * dpw
+                for h in range(oh):
+                    for w in range(ow):
+                        u, v = h * sh - padh, w * sw - padw
+                        total = 0.0
+                        for i in range(kh):
+                            for j in range(kw):
+                                y1, xa = u + i * dh, v + j * dw
+                                y2, xb = y1 + su, xa + sv
+                                if 0 <= y1 < H and 0 <= xa < W and 0 <= y2 < H and 0 <= xb < W:
+                                    total += float(np.dot(x1[b, :, y1, xa], x2[b, :, y2, xb]))
+                        out[b, p, q, h, w] = total
+    return out
+
+
+def corr_taichi_original(x0, x1, max_disp, dila_patch):
+    """The original CorrTaichi: x1 zero-padded by max_disp, (B, P*P, H, W)."""
+    x0 = np.asarray(x0, dtype=np.float64)
+    x1 = np.asarray(x1, dtype=np.float64)
+    B, C, H, W = x0.shape
+    P = max_disp * 2 // dila_patch + 1
+    x1pad = np.zeros((B, C, H + 2 * max_disp, W + 2 * max_disp))
+    x1pad[:, :, max_disp:max_disp + H, max_disp:max_disp + W] = x1
+    out = np.zeros((B, P * P, H, W))
+    for b in range(B):
+        for u in range(P):
+            for v in range(P):
+                for y in range(H):
+                    for x in range(W):
+                        out[b, u * P + v, y, x] = np.dot(
+                            x0[b, :, y, x], x1pad[b, :, y + u * dila_patch, x + v * dila_patch])
+    return out
+
+
+def flownet2(x1, x2, pad_size, kernel_size, max_displacement, stride1, stride2):
+    """NVIDIA flownet2-pytorch Correlation (corr_multiply=1): (B, D*D, oH, oW), divided by k*k*C."""
+    x1 = np.asarray(x1, dtype=np.float64)
+    x2 = np.asarray(x2, dtype=np.float64)
+    B, C, H, W = x1.shape
+    p = pad_size
+    r1 = np.zeros((B, C, H + 2 * p, W + 2 * p))
+    r2 = np.zeros_like(r1)
+    r1[:, :, p:p + H, p:p + W] = x1
+    r2[:, :, p:p + H, p:p + W] = x2
+    PH, PW = H + 2 * p, W + 2 * p
+    kr = (kernel_size - 1) // 2
+    border = kr + max_displacement
+    dr = max_displacement // stride2
+    D = 2 * dr + 1
+    oh = math.ceil((PH - 2 * border) / stride1)
+    ow = math.ceil((PW - 2 * border) / stride1)
+    out = np.zeros((B, D * D, oh, ow))
+    nelems = kernel_size * kernel_size * C
+    for b in range(B):
+        for oy in range(oh):
+            for ox in range(ow):
+                yc, xc = oy * stride1 + max_displacement, ox * stride1 + max_displacement
+                for tj in range(-dr, dr + 1):
+                    for ti in range(-dr, dr + 1):
+                        total = 0.0
+                        for j in range(-kr, kr + 1):
+                            for i in range(-kr, kr + 1):
+                                ya, xa = yc + j, xc + i
+                                yb, xb = ya + tj * stride2, xa + ti * stride2
+                                if 0 <= ya < PH and 0 <= xa < PW and 0 <= yb < PH and 0 <= xb < PW:
+                                    total += float(np.dot(r1[b, :, ya, xa], r2[b, :, yb, xb]))
+                        out[b, (tj + dr) * D + (ti + dr), oy, ox] = total / nelems
+    return out
