@@ -47,7 +47,7 @@ def correlation_op(input1: Tensor, input2: Tensor, geometry: Sequence[int], scal
         return out.zero_()
     ensure_runtime(input1.device)
     acc = _ACCUMULATOR[input1.dtype]
-    _kernels.forward(_channels_last(input1), _channels_last(input2), out, _launch_struct(g), float(scale), acc, acc)
+    _kernels.forward(_channels_last(input1), _channels_last(input2), out, _launch_struct(g), float(scale), acc)
     return out
 
 
