@@ -1,0 +1,265 @@
+"""Benchmark: this layer vs pure PyTorch vs spatial_correlation_sampler, side by side, in one run.
+
+Run ``python -m corr_taichi.bench --help``.  Every figure is a median over repeats after warm-up;
+speed is also given as a ratio to the *floor* measured in the same run:
+
+    floor = max(useful FLOPs / sgemm rate, time to copy the output once)
+
+with useful FLOPs = 2 * B * oH * oW * pH * pW * kH * kW * C and the sgemm rate of a 2048 x 2048
+matrix product on the same device.  The backward computes both input gradients; its floor is twice
+the forward's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from . import reference
+from ._geometry import sampler_geometry
+from .functional import correlation
+
+#: named configurations: input shape (B, C, H, W) and correlation parameters.
+CONFIGS: dict[str, tuple[tuple[int, int, int, int], dict]] = {
+    "flownetc": ((4, 256, 48, 64), dict(patch_size=21, dilation_patch=2)),
+    "pwc2": ((4, 32, 96, 128), dict(patch_size=9)),
+    "kernel3": ((4, 64, 48, 64), dict(kernel_size=3, patch_size=9, stride=2, padding=1)),
+    "row": ((4, 128, 48, 64), dict(patch_size=(1, 41))),
+    "column": ((4, 128, 48, 64), dict(patch_size=(41, 1))),
+}
+
+
+def _sampler() -> Callable | None:
+    try:
+        from spatial_correlation_sampler import spatial_correlation_sample
+    except ImportError:
+        return None
+    return spatial_correlation_sample
+
+
+def implementations() -> dict[str, Callable | None]:
+    return {"corr_taichi": correlation, "pytorch": reference.correlation, "sampler": _sampler()}
+
+
+@dataclasses.dataclass
+class Timing:
+    config: str
+    impl: str
+    pass_: str
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    gflops: float
+    floor_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.median_ms / self.floor_ms
+
+
+def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    """Milliseconds one call of ``fn`` takes (CUDA events on a GPU)."""
+    if device.type == "cuda":
+        def run(fn):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end)
+    else:
+        def run(fn):
+            start = time.perf_counter()
+            fn()
+            return (time.perf_counter() - start) * 1e3
+    return run
+
+
+def _measure(fn, device, warmup: int, repeats: int) -> list[float]:
+    timer = _timer(device)
+    for _ in range(warmup):
+        timer(fn)
+    return [timer(fn) for _ in range(repeats)]
+
+
+def machine_rates(device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
+    """(sgemm GFLOP/s on a 2048^2 product, copy GB/s counting bytes read plus written)."""
+    a = torch.randn(2048, 2048, device=device)
+    b = torch.randn(2048, 2048, device=device)
+    gemm_ms = statistics.median(_measure(lambda: a @ b, device, warmup, repeats))
+    big = torch.randn(32 * 1024 * 1024, device=device)
+    dst = torch.empty_like(big)
+    copy_ms = statistics.median(_measure(lambda: dst.copy_(big), device, warmup, repeats))
+    return 2 * 2048**3 / gemm_ms / 1e6, 2 * big.numel() * 4 / copy_ms / 1e6
+
+
+def run_config(name, shape, params, impls, device, dtype, warmup, repeats, rates, progress=None):
+    B, C, H, W = shape
+    g = sampler_geometry(H, W, **params)
+    flops = 2.0 * B * g.out_h * g.out_w * g.patch_h * g.patch_w * g.kernel_h * g.kernel_w * C
+    out_bytes = B * g.out_h * g.out_w * g.patch_h * g.patch_w * torch.finfo(dtype).bits // 8
+    gemm_gflops, copy_gbs = rates
+    floor_ms = max(flops / gemm_gflops / 1e6, 2 * out_bytes / copy_gbs / 1e6)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x1 = torch.randn(shape, generator=gen, dtype=dtype).to(device).requires_grad_()
+    x2 = torch.randn(shape, generator=gen, dtype=dtype).to(device).requires_grad_()
+    results = []
+    for impl_name, fn in impls.items():
+        with torch.no_grad():
+            fwd = _measure(lambda: fn(x1, x2, **params), device, warmup, repeats)
+        out = fn(x1, x2, **params)
+        grad = torch.randn_like(out)
+        bwd = _measure(lambda: torch.autograd.grad(out, (x1, x2), grad, retain_graph=True), device, warmup, repeats)
+        for pass_, times, floor in (("forward", fwd, floor_ms), ("backward", bwd, 2 * floor_ms)):
+            med = statistics.median(times)
+            work = flops if pass_ == "forward" else 2 * flops
+            results.append(Timing(name, impl_name, pass_, med, min(times), max(times), work / med / 1e6, floor))
+        if progress is not None:
+            progress()
+    return results
+
+
+def _print_table(results: list[Timing], title: str) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(title)
+        print(f"{'config':<10} {'impl':<12} {'pass':<9} {'median ms':>10} {'min-max ms':>17} {'GFLOP/s':>8} {'x floor':>8}")
+        for r in results:
+            print(f"{r.config:<10} {r.impl:<12} {r.pass_:<9} {r.median_ms:>10.1f} "
+                  f"{r.min_ms:>8.1f}-{r.max_ms:<8.1f} {r.gflops:>8.1f} {r.ratio:>8.2f}")
+        return
+    table = Table(title=title)
+    for col in ("config", "impl", "pass", "median ms", "min-max ms", "GFLOP/s", "x floor"):
+        table.add_column(col, justify="right" if col not in ("config", "impl", "pass") else "left")
+    for r in results:
+        table.add_row(r.config, r.impl, r.pass_, f"{r.median_ms:.1f}", f"{r.min_ms:.1f}-{r.max_ms:.1f}",
+                      f"{r.gflops:.1f}", f"{r.ratio:.2f}")
+    Console(width=110).print(table)
+
+
+def _plot(sweep: list[tuple[int, Timing]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, pass_ in zip(axes, ("forward", "backward")):
+        for impl in sorted({t.impl for _, t in sweep}):
+            pts = [(px, t.median_ms) for px, t in sweep if t.impl == impl and t.pass_ == pass_]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=impl)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("pixels per image (H x W)")
+        ax.set_ylabel("median ms")
+        ax.set_title(pass_)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m corr_taichi.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=["flownetc", "pwc2"],
+                        help=f"named configurations ({', '.join(CONFIGS)}) or 'all'")
+    parser.add_argument("--shape", help="custom input shape B,C,H,W (adds a configuration 'custom')")
+    parser.add_argument("--params", default="{}", help='custom parameters as JSON, e.g. \'{"patch_size": 9}\'')
+    parser.add_argument("--impl", nargs="+", default=["corr_taichi", "pytorch", "sampler"],
+                        help="implementations: corr_taichi, pytorch, sampler")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sweep", action="store_true", help="also time the first configuration at 1/4, 1/2, 1 and 2 times its H and W")
+    parser.add_argument("--plot", help="PNG of median time vs size per implementation (needs --sweep and matplotlib)")
+    parser.add_argument("--json", help="write all timings as JSON to this path ('-' for stdout)")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    available = implementations()
+    impls = {}
+    for name in args.impl:
+        if name not in available:
+            parser.error(f"--impl must be among {', '.join(available)}, got {name!r}")
+        if available[name] is None:
+            print(f"note: {name} is not importable here and is left out "
+                  "(scripts/install_spatial_correlation_sampler_cpu.sh builds it on CPU)", file=sys.stderr)
+            continue
+        impls[name] = available[name]
+    configs = dict(CONFIGS) if args.configs == ["all"] else {n: CONFIGS[n] for n in args.configs if n in CONFIGS}
+    unknown = [n for n in args.configs if n not in CONFIGS and n != "all"]
+    if unknown:
+        parser.error(f"unknown configuration(s) {unknown}; choose from {', '.join(CONFIGS)}")
+    if args.shape:
+        configs["custom"] = (tuple(int(v) for v in args.shape.split(",")), json.loads(args.params))
+
+    jobs = [(name, shape, params) for name, (shape, params) in configs.items()]
+    sweep_jobs = []
+    if args.sweep:
+        name, (shape, params) = next(iter(configs.items()))
+        for factor in (0.25, 0.5, 1, 2):
+            s = (shape[0], shape[1], max(1, int(shape[2] * factor)), max(1, int(shape[3] * factor)))
+            sweep_jobs.append((f"{name}x{factor:g}", s, params))
+
+    rates = machine_rates(device, args.warmup, args.repeats)
+    results, sweep = [], []
+    try:
+        from rich.progress import Progress
+    except ImportError:
+        Progress = None
+    total = (len(jobs) + len(sweep_jobs)) * len(impls)
+    with (Progress(transient=True) if Progress else _NullProgress()) as progress:
+        task = progress.add_task("benchmarking", total=total)
+        advance = lambda: progress.advance(task)  # noqa: E731
+        for name, shape, params in jobs:
+            results += run_config(name, shape, params, impls, device, dtype, args.warmup, args.repeats, rates, advance)
+        for name, shape, params in sweep_jobs:
+            for t in run_config(name, shape, params, impls, device, dtype, args.warmup, args.repeats, rates, advance):
+                sweep.append((shape[2] * shape[3], t))
+
+    title = (f"{device.type}, {args.dtype}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+             f"sgemm {rates[0]:.0f} GFLOP/s, copy {rates[1]:.0f} GB/s; median of {args.repeats} after {args.warmup} warm-up")
+    _print_table(results + [t for _, t in sweep], title)
+    if args.json:
+        payload = {"title": title, "gemm_gflops": rates[0], "copy_gbs": rates[1],
+                   "timings": [dict(dataclasses.asdict(t), ratio=t.ratio) for t in results + [t for _, t in sweep]]}
+        text = json.dumps(payload, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text)
+    if args.plot:
+        if not sweep:
+            parser.error("--plot needs --sweep")
+        _plot(sweep, args.plot)
+    return 0
+
+
+class _NullProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *args, **kwargs):
+        return 0
+
+    def advance(self, *args):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
