@@ -50,6 +50,12 @@ def _output_index(pos: ti.i32, origin: ti.i32, tap: ti.i32, dilation: ti.i32, st
 
 
 @ti.func
+def _flat(g: ti.template(), b, ph, pw, h, w):
+    """Index of ``[b, ph, pw, h, w]`` in the flattened ``(B, PH, PW, oH, oW)`` output."""
+    return (((b * g.patch_h + ph) * g.patch_w + pw) * g.out_h + h) * g.out_w + w
+
+
+@ti.func
 def _inside(start: ti.i32, step: ti.i32, size: ti.i32, count: ti.i32):
     """``[lo, hi)``: the ``p < count`` with ``0 <= start + p * step < size`` (``step > 0``)."""
     lo = ti.max(0, _ceil_div(-start, step))
@@ -85,39 +91,55 @@ def _axpy_tile(acc: ti.template(), src: ti.template(), b, ys, xs, step, c0, n, w
 def forward(
     x1: ti.types.ndarray(ndim=4),
     x2: ti.types.ndarray(ndim=4),
-    out: ti.types.ndarray(ndim=5),
+    out: ti.types.ndarray(ndim=1),
     g: GeometryStruct,
     scale: ti.f64,
     acc_t: ti.template(),
 ):
-    """``out[b, ph, pw, h, w]`` (``out`` has the accumulator dtype); one task per output row."""
+    """``out`` is the flattened ``(B, PH, PW, oH, oW)`` output in the accumulator dtype; one task per
+    (batch, patch row, output row).  With a single kernel tap every output element is written once
+    (zeros where the partner pixel is outside the image); with several, the taps accumulate.
+    Flat indices keep the stores cheap: each ndarray store makes LLVM reload every ndarray's shape."""
     height, width = x1.shape[1], x1.shape[2]
     s = ti.cast(scale, acc_t)
+    plane = g.out_h * g.out_w
+    single_tap = g.kernel_h * g.kernel_w == 1
     for b, ph, h in ti.ndrange(x1.shape[0], g.patch_h, g.out_h):
-        for pw, w in ti.ndrange(g.patch_w, g.out_w):
-            out[b, ph, pw, h, w] = ti.cast(0, acc_t)
+        row = (b * g.patch_h + ph) * g.patch_w * plane + h * g.out_w  # out[b, ph, 0, h, 0]
         shift_h = g.first_h + ph * g.patch_dilation_h
-        for i in range(g.kernel_h):
-            y1 = h * g.stride_h + g.origin_h + i * g.dilation_h
-            y2 = y1 + shift_h
-            if 0 <= y1 < height and 0 <= y2 < height:
-                for j, w in ti.ndrange(g.kernel_w, g.out_w):
-                    xa = w * g.stride_w + g.origin_w + j * g.dilation_w
-                    if 0 <= xa < width:
-                        start = xa + g.first_w
-                        pw, hi = _inside(start, g.patch_dilation_w, width, g.patch_w)
-                        for T in ti.static(TILES):
-                            while pw + T <= hi:
-                                acc = _dot_tile(x1, x2, b, y1, xa, y2, start + pw * g.patch_dilation_w,
-                                                g.patch_dilation_w, T, acc_t)
-                                for q in ti.static(range(T)):
-                                    out[b, ph, pw + q, h, w] += acc[q] * s
-                                pw += T
+        for w in range(g.out_w):
+            if not single_tap:
+                for pw in range(g.patch_w):
+                    out[row + pw * plane + w] = ti.cast(0, acc_t)
+            for i, j in ti.ndrange(g.kernel_h, g.kernel_w):
+                y1 = h * g.stride_h + g.origin_h + i * g.dilation_h
+                y2 = y1 + shift_h
+                xa = w * g.stride_w + g.origin_w + j * g.dilation_w
+                start = xa + g.first_w
+                pw, hi = 0, 0
+                if 0 <= y1 < height and 0 <= y2 < height and 0 <= xa < width:
+                    pw, hi = _inside(start, g.patch_dilation_w, width, g.patch_w)
+                if single_tap:
+                    for p in range(pw):
+                        out[row + p * plane + w] = ti.cast(0, acc_t)
+                    for p in range(hi, g.patch_w):
+                        out[row + p * plane + w] = ti.cast(0, acc_t)
+                for T in ti.static(TILES):
+                    while pw + T <= hi:
+                        acc = _dot_tile(x1, x2, b, y1, xa, y2, start + pw * g.patch_dilation_w,
+                                        g.patch_dilation_w, T, acc_t)
+                        for q in ti.static(range(T)):
+                            index = row + (pw + q) * plane + w
+                            if single_tap:
+                                out[index] = acc[q] * s
+                            else:
+                                out[index] += acc[q] * s
+                        pw += T
 
 
 @ti.kernel
 def grad_input1(
-    grad_out: ti.types.ndarray(ndim=5),
+    grad_out: ti.types.ndarray(ndim=1),
     x2: ti.types.ndarray(ndim=4),
     grad1: ti.types.ndarray(ndim=4),
     g: GeometryStruct,
@@ -145,7 +167,7 @@ def grad_input1(
                             pw, hi = _inside(start, g.patch_dilation_w, width, g.patch_w)
                             for T in ti.static(TILES):
                                 while pw + T <= hi:
-                                    weight = ti.Vector([ti.cast(grad_out[b, ph, pw + q, h, w], acc_t) * s
+                                    weight = ti.Vector([ti.cast(grad_out[_flat(g, b, ph, pw + q, h, w)], acc_t) * s
                                                         for q in ti.static(range(T))])
                                     _axpy_tile(acc, x2, b, y2, start + pw * g.patch_dilation_w,
                                                g.patch_dilation_w, c0, n, weight, T, acc_t)
@@ -156,7 +178,7 @@ def grad_input1(
 
 @ti.kernel
 def grad_input2(
-    grad_out: ti.types.ndarray(ndim=5),
+    grad_out: ti.types.ndarray(ndim=1),
     x1: ti.types.ndarray(ndim=4),
     grad2: ti.types.ndarray(ndim=4),
     g: GeometryStruct,
@@ -204,7 +226,7 @@ def grad_input2(
                                     p0 = pw + k * period
                                     w0 = (top - p0 * dp - base) // g.stride_w
                                     weight = ti.Vector([
-                                        ti.cast(grad_out[b, ph, p0 + q * period, h, w0 - q * w_step], acc_t) * s
+                                        ti.cast(grad_out[_flat(g, b, ph, p0 + q * period, h, w0 - q * w_step)], acc_t) * s
                                         for q in ti.static(range(T))
                                     ])
                                     _axpy_tile(acc, x1, b, y1, top - p0 * dp, -period * dp, c0, n, weight, T, acc_t)

@@ -47,7 +47,7 @@ def correlation_op(input1: Tensor, input2: Tensor, geometry: Sequence[int], scal
         return out.zero_()
     ensure_runtime(input1.device)
     acc = _ACCUMULATOR[input1.dtype]
-    _kernels.forward(_channels_last(input1), _channels_last(input2), out, _launch_struct(g), float(scale), acc)
+    _kernels.forward(_channels_last(input1), _channels_last(input2), out.view(-1), _launch_struct(g), float(scale), acc)
     return out
 
 
@@ -75,7 +75,7 @@ def correlation_backward_op(
         return grad1.zero_(), grad2.zero_()
     ensure_runtime(input1.device)
     acc = _ACCUMULATOR[input1.dtype]
-    grad_output = grad_output.contiguous()
+    grad_output = grad_output.contiguous().view(-1)
     struct = _launch_struct(g)
     if need_input1:
         _kernels.grad_input1(grad_output, _channels_last(input2), grad1.permute(0, 2, 3, 1), struct, float(scale), acc)
