@@ -20,8 +20,8 @@ IntPair = Union[int, Tuple[int, int]]
 #: an input size large enough for any parameter set, to validate parameters before inputs exist.
 ANY_SIZE = 1 << 20
 
-#: dtypes the op accepts, with the dtype the kernels accumulate in.
-SUPPORTED_DTYPES = (torch.float32, torch.float64)
+#: dtypes the op accepts.  float16 and bfloat16 are computed (and accumulated) in float32.
+SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +105,26 @@ def as_pair(value: IntPair, name: str, minimum: int) -> tuple[int, int]:
     return h, w
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type autocast does not know (meta, ...)
+        return False
+
+
+def prepare_inputs(input1, input2, api: str = "correlation") -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate the inputs (refusing anything the kernels cannot take, naming the argument and what is
+    allowed) and apply ``torch.autocast``: inside an autocast region both are cast to its dtype."""
+    for t in (input1, input2):
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and _autocast_enabled(t.device.type):
+            autocast_dtype = torch.get_autocast_dtype(t.device.type)
+            input1, input2 = (x.to(autocast_dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+                              for x in (input1, input2))
+            break
+    check_inputs(input1, input2, api)
+    return input1, input2
+
+
 def check_inputs(input1, input2, api: str = "correlation") -> None:
     """Refuse anything the kernels cannot take, naming the argument and what is allowed."""
     for name, t in (("input1", input1), ("input2", input2)):
@@ -116,11 +136,11 @@ def check_inputs(input1, input2, api: str = "correlation") -> None:
             )
         if t.is_complex() or not t.is_floating_point():
             raise TypeError(
-                f"{api}: {name} must have a floating dtype (float32 or float64), got {t.dtype}"
+                f"{api}: {name} must have a floating dtype (float16, bfloat16, float32 or float64), got {t.dtype}"
             )
         if t.dtype not in SUPPORTED_DTYPES:
             raise NotImplementedError(
-                f"{api}: {name} has dtype {t.dtype}; supported dtypes are float32 and float64"
+                f"{api}: {name} has dtype {t.dtype}; supported dtypes are float16, bfloat16, float32 and float64"
             )
     if input1.shape != input2.shape:
         raise ValueError(

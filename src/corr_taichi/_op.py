@@ -18,13 +18,20 @@ from . import _kernels
 from ._geometry import Geometry
 from ._runtime import ensure_runtime, ti
 
-_ACCUMULATOR = {torch.float32: ti.f32, torch.float64: ti.f64}
+#: compute (and accumulation) dtype of each input dtype; Taichi has no bfloat16, and half inputs
+#: are accumulated in float32 anyway.
+_COMPUTE = {torch.float32: torch.float32, torch.float64: torch.float64,
+            torch.float16: torch.float32, torch.bfloat16: torch.float32}
+_TAICHI = {torch.float32: ti.f32, torch.float64: ti.f64}
 
 
 def _channels_last(t: Tensor) -> Tensor:
-    """``(B, H, W, C)`` contiguous view of an NCHW tensor: free for channels_last inputs, one copy
-    otherwise."""
-    return t.permute(0, 2, 3, 1).contiguous()
+    """``(B, H, W, C)`` contiguous tensor of the compute dtype: free for channels_last float32/64
+    inputs, one copy (re-layout and conversion together) otherwise."""
+    view = t.permute(0, 2, 3, 1)
+    if view.dtype == _COMPUTE[t.dtype]:
+        return view.contiguous()
+    return torch.empty(view.shape, dtype=_COMPUTE[t.dtype], device=t.device).copy_(view)
 
 
 def _new_channels_last(like: Tensor, dtype: torch.dtype) -> Tensor:
@@ -40,15 +47,14 @@ def _launch_struct(geometry: Geometry):
 @torch.library.custom_op("corr_taichi::correlation", mutates_args=())
 def correlation_op(input1: Tensor, input2: Tensor, geometry: Sequence[int], scale: float) -> Tensor:
     g = Geometry.from_list(geometry)
-    out = input1.new_empty(g.output_shape(input1.shape[0]))
-    if out.numel() == 0:
-        return out
-    if input1.shape[1] == 0:
-        return out.zero_()
+    compute = _COMPUTE[input1.dtype]
+    out = input1.new_empty(g.output_shape(input1.shape[0]), dtype=compute)
+    if out.numel() == 0 or input1.shape[1] == 0:
+        return out.zero_().to(input1.dtype)
     ensure_runtime(input1.device)
-    acc = _ACCUMULATOR[input1.dtype]
-    _kernels.forward(_channels_last(input1), _channels_last(input2), out.view(-1), _launch_struct(g), float(scale), acc)
-    return out
+    _kernels.forward(_channels_last(input1), _channels_last(input2), out.view(-1), _launch_struct(g), float(scale),
+                     _TAICHI[compute])
+    return out.to(input1.dtype)
 
 
 @correlation_op.register_fake
@@ -67,21 +73,23 @@ def correlation_backward_op(
     need_input2: bool,
 ) -> tuple[Tensor, Tensor]:
     g = Geometry.from_list(geometry)
-    grad1 = _new_channels_last(input1, input1.dtype) if need_input1 else input1.new_empty(0)
-    grad2 = _new_channels_last(input2, input2.dtype) if need_input2 else input2.new_empty(0)
+    compute = _COMPUTE[input1.dtype]
+    grad1 = _new_channels_last(input1, compute) if need_input1 else input1.new_empty(0, dtype=compute)
+    grad2 = _new_channels_last(input2, compute) if need_input2 else input2.new_empty(0, dtype=compute)
     if input1.numel() == 0:
-        return grad1, grad2
+        return grad1.to(input1.dtype), grad2.to(input2.dtype)
     if grad_output.numel() == 0:
-        return grad1.zero_(), grad2.zero_()
+        return grad1.zero_().to(input1.dtype), grad2.zero_().to(input2.dtype)
     ensure_runtime(input1.device)
-    acc = _ACCUMULATOR[input1.dtype]
-    grad_output = grad_output.contiguous().view(-1)
+    grad_output = grad_output.to(compute).contiguous().view(-1)
     struct = _launch_struct(g)
     if need_input1:
-        _kernels.grad_input1(grad_output, _channels_last(input2), grad1.permute(0, 2, 3, 1), struct, float(scale), acc)
+        _kernels.grad_input1(grad_output, _channels_last(input2), grad1.permute(0, 2, 3, 1), struct, float(scale),
+                             _TAICHI[compute])
     if need_input2:
-        _kernels.grad_input2(grad_output, _channels_last(input1), grad2.permute(0, 2, 3, 1), struct, float(scale), acc)
-    return grad1, grad2
+        _kernels.grad_input2(grad_output, _channels_last(input1), grad2.permute(0, 2, 3, 1), struct, float(scale),
+                             _TAICHI[compute])
+    return grad1.to(input1.dtype), grad2.to(input2.dtype)
 
 
 @correlation_backward_op.register_fake

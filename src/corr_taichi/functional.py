@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from . import _op
-from ._geometry import ANY_SIZE, IntPair, check_inputs, sampler_geometry
+from ._geometry import ANY_SIZE, IntPair, prepare_inputs, sampler_geometry
 
 
 def correlation(
@@ -53,7 +53,7 @@ def correlation(
         >>> corr_taichi.correlation(x1, x2, patch_size=9, dilation_patch=2).shape
         torch.Size([2, 9, 9, 12, 16])
     """
-    check_inputs(input1, input2)
+    input1, input2 = prepare_inputs(input1, input2)
     geometry = sampler_geometry(
         input1.shape[2], input1.shape[3], kernel_size, patch_size, stride, padding, dilation, dilation_patch
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from . import _op
-from ._geometry import as_int, check_inputs, legacy_geometry
+from ._geometry import as_int, prepare_inputs, legacy_geometry
 
 
 class CorrTaichi(nn.Module):
@@ -33,7 +33,7 @@ class CorrTaichi(nn.Module):
         self.patch_size = 2 * self.max_disp // self.dila_patch + 1
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        check_inputs(x0, x1, "CorrTaichi")
+        x0, x1 = prepare_inputs(x0, x1, "CorrTaichi")
         batch, _, height, width = x0.shape
         geometry = legacy_geometry(height, width, self.max_disp, self.dila_patch)
         return _op.apply(x0, x1, geometry).view(batch, self.patch_size * self.patch_size, height, width)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._geometry import Geometry, IntPair, check_inputs, sampler_geometry
+from ._geometry import Geometry, IntPair, prepare_inputs, sampler_geometry
 
 
 def _shifted(x: Tensor, shift_h: int, shift_w: int) -> Tensor | None:
@@ -57,7 +57,7 @@ def correlation(
     dilation_patch: IntPair = 1,
 ) -> Tensor:
     """Same signature and result as :func:`corr_taichi.correlation`, in plain PyTorch."""
-    check_inputs(input1, input2, "reference.correlation")
+    input1, input2 = prepare_inputs(input1, input2, "reference.correlation")
     geometry = sampler_geometry(
         input1.shape[2], input1.shape[3], kernel_size, patch_size, stride, padding, dilation, dilation_patch,
         api="reference.correlation",

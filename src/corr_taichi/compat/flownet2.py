@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .. import _op
-from .._geometry import ANY_SIZE, as_int, check_inputs, flownet2_geometry
+from .._geometry import ANY_SIZE, as_int, prepare_inputs, flownet2_geometry
 
 __all__ = ["Correlation", "CorrelationFunction"]
 
@@ -40,7 +40,7 @@ def _checked_params(pad_size, kernel_size, max_displacement, stride1, stride2, c
 
 
 def _correlate(input1: Tensor, input2: Tensor, params: tuple[int, ...]) -> Tensor:
-    check_inputs(input1, input2, _API)
+    input1, input2 = prepare_inputs(input1, input2, _API)
     batch, channels, height, width = input1.shape
     geometry = flownet2_geometry(height, width, *params)
     kernel_size = params[1]
