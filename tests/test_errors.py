@@ -118,3 +118,10 @@ def test_inputs_untouched_after_errors():
     with pytest.raises(ValueError):
         corr_taichi.correlation(a, a, kernel_size=9)
     assert torch.equal(a, X)
+
+
+def test_too_large_for_32_bit_indexing_is_refused_not_wrapped():
+    # 1 x 1 x 1024 x 1024 with a 47 x 47 patch: 2.3e9 output elements (never allocated: refused first).
+    x = torch.empty(1, 1, 1024, 1024)
+    with pytest.raises(NotImplementedError, match="2\\*\\*31"):
+        corr_taichi.correlation(x, x, patch_size=47)

@@ -9,6 +9,7 @@ it.  Registering it (rather than calling Taichi from an ``autograd.Function``) i
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import torch
@@ -116,6 +117,16 @@ def _backward(ctx, grad_output: Tensor):
 correlation_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+#: Taichi 1.7 indexes ndarrays with 32-bit ints: larger tensors would wrap.
+MAX_ELEMENTS = 2**31 - 1
+
+
 def apply(input1: Tensor, input2: Tensor, geometry: Geometry, scale: float = 1.0) -> Tensor:
     """Run the registered op on validated inputs."""
+    out_elements = math.prod(geometry.output_shape(input1.shape[0]))
+    if max(input1.numel(), out_elements) > MAX_ELEMENTS:
+        raise NotImplementedError(
+            f"correlation: tensors of more than 2**31 - 1 elements are not supported yet (input "
+            f"{input1.numel()} elements, output {out_elements}); split the batch or the image"
+        )
     return correlation_op(input1, input2, geometry.as_list(), float(scale))
