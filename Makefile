@@ -20,6 +20,7 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+	scripts/test_vulkan.sh $(PY)
 
 bench: setup
 	$(PY) -m corr_taichi.bench

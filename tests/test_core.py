@@ -137,3 +137,15 @@ def test_module_matches_function():
     layer = corr_taichi.Correlation(**cfg)
     assert torch.equal(layer(x1, x2), corr_taichi.correlation(x1, x2, **cfg))
     assert "patch_size=(3, 5)" in repr(layer)
+
+
+def test_runs_on_the_requested_backend():
+    """With CORR_TAICHI_ARCH set (the Vulkan pass of ``make test``), the kernels really ran there."""
+    import os
+
+    from corr_taichi import _runtime
+
+    corr_taichi.correlation(torch.randn(1, 2, 3, 3), torch.randn(1, 2, 3, 3))
+    expected = {"cpu": ("x64", "arm64"), "vulkan": ("vulkan",), "cuda": ("cuda",)}
+    requested = os.environ.get("CORR_TAICHI_ARCH", "cpu")
+    assert _runtime.current_arch_name() in expected[requested]

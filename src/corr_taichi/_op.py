@@ -8,6 +8,7 @@ it.  Registering it (rather than calling Taichi from an ``autograd.Function``) i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Sequence
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from . import _kernels
 from ._geometry import Geometry
-from ._runtime import ensure_runtime, ti
+from ._runtime import current_arch_name, ensure_runtime, ti
 
 #: compute (and accumulation) dtype of each input dtype; Taichi has no bfloat16, and half inputs
 #: are accumulated in float32 anyway.
@@ -45,17 +46,53 @@ def _launch_struct(geometry: Geometry):
     return _kernels.GeometryStruct(**dataclasses.asdict(geometry))
 
 
+def _nchw(t: Tensor) -> Tensor:
+    """Contiguous ``(B, C, H, W)`` tensor of the compute dtype (the GPU kernels' layout)."""
+    return t.to(_COMPUTE[t.dtype]).contiguous()
+
+
+@contextlib.contextmanager
+def _launch(device: torch.device):
+    """Where the kernels' tensors must live for the running Taichi backend, with the CUDA stream
+    ordering around the launch.
+
+    * Taichi's CPU backend: CPU tensors (CUDA inputs are copied to the host and back).
+    * Taichi's CUDA backend: CUDA tensors on the device Taichi runs on; torch's current stream is
+      synchronised before the launch and Taichi's work after it, so no stream races.
+    * Vulkan, Metal, OpenGL: CPU tensors, which Taichi copies to and from the GPU itself.
+    """
+    ensure_runtime(device)
+    arch = current_arch_name()
+    if arch == "cuda":
+        if device.type == "cuda" and (device.index or 0) != 0:
+            raise ValueError(
+                f"correlation: Taichi's CUDA backend runs on cuda:0 (the first visible GPU), got tensors on "
+                f"{device}; set CUDA_VISIBLE_DEVICES so that the GPU you use is the first one"
+            )
+        run_device = torch.device("cuda", 0)
+        torch.cuda.current_stream(run_device).synchronize()
+        yield run_device, False
+        ti.sync()
+    else:
+        yield torch.device("cpu"), arch in ("x64", "arm64")
+
+
 @torch.library.custom_op("corr_taichi::correlation", mutates_args=())
 def correlation_op(input1: Tensor, input2: Tensor, geometry: Sequence[int], scale: float) -> Tensor:
     g = Geometry.from_list(geometry)
     compute = _COMPUTE[input1.dtype]
-    out = input1.new_empty(g.output_shape(input1.shape[0]), dtype=compute)
-    if out.numel() == 0 or input1.shape[1] == 0:
-        return out.zero_().to(input1.dtype)
-    ensure_runtime(input1.device)
-    _kernels.forward(_channels_last(input1), _channels_last(input2), out.view(-1), _launch_struct(g), float(scale),
-                     _TAICHI[compute])
-    return out.to(input1.dtype)
+    shape = g.output_shape(input1.shape[0])
+    if math.prod(shape) == 0 or input1.shape[1] == 0:
+        return input1.new_zeros(shape)
+    with _launch(input1.device) as (device, cpu_kernels):
+        a, b = input1.to(device), input2.to(device)
+        out = torch.empty(shape, dtype=compute, device=device)
+        if cpu_kernels:
+            _kernels.forward(_channels_last(a), _channels_last(b), out.view(-1), _launch_struct(g), float(scale),
+                             _TAICHI[compute])
+        else:
+            _kernels.forward_gpu(_nchw(a), _nchw(b), out.view(-1), _launch_struct(g), float(scale), _TAICHI[compute])
+    return out.to(device=input1.device, dtype=input1.dtype)
 
 
 @correlation_op.register_fake
@@ -75,22 +112,32 @@ def correlation_backward_op(
 ) -> tuple[Tensor, Tensor]:
     g = Geometry.from_list(geometry)
     compute = _COMPUTE[input1.dtype]
-    grad1 = _new_channels_last(input1, compute) if need_input1 else input1.new_empty(0, dtype=compute)
-    grad2 = _new_channels_last(input2, compute) if need_input2 else input2.new_empty(0, dtype=compute)
-    if input1.numel() == 0:
-        return grad1.to(input1.dtype), grad2.to(input2.dtype)
-    if grad_output.numel() == 0:
-        return grad1.zero_().to(input1.dtype), grad2.zero_().to(input2.dtype)
-    ensure_runtime(input1.device)
-    grad_output = grad_output.to(compute).contiguous().view(-1)
-    struct = _launch_struct(g)
-    if need_input1:
-        _kernels.grad_input1(grad_output, _channels_last(input2), grad1.permute(0, 2, 3, 1), struct, float(scale),
-                             _TAICHI[compute])
-    if need_input2:
-        _kernels.grad_input2(grad_output, _channels_last(input1), grad2.permute(0, 2, 3, 1), struct, float(scale),
-                             _TAICHI[compute])
-    return grad1.to(input1.dtype), grad2.to(input2.dtype)
+    needed = ((need_input1, input1, input2), (need_input2, input2, input1))
+    if input1.numel() == 0 or grad_output.numel() == 0:
+        return tuple(_new_channels_last(x, x.dtype).zero_() if need else x.new_empty(0) for need, x, _ in needed)
+    grads = []
+    with _launch(input1.device) as (device, cpu_kernels):
+        flat_grad = grad_output.to(device=device, dtype=compute).contiguous().view(-1)
+        struct = _launch_struct(g)
+        cpu_kernel = (_kernels.grad_input1, _kernels.grad_input2)
+        gpu_kernel = (_kernels.grad_input1_gpu, _kernels.grad_input2_gpu)
+        for k, (need, x, other) in enumerate(needed):
+            if not need:
+                grads.append(x.new_empty(0))
+                continue
+            other = other.to(device)
+            if cpu_kernels:
+                grad = torch.empty(x.shape, dtype=compute, device=device, memory_format=torch.channels_last)
+                cpu_kernel[k](flat_grad, _channels_last(other), grad.permute(0, 2, 3, 1), struct, float(scale),
+                              _TAICHI[compute])
+            else:
+                grad = torch.empty(x.shape, dtype=compute, device=device)
+                gpu_kernel[k](flat_grad, _nchw(other), grad, struct, float(scale), _TAICHI[compute])
+            grads.append(grad)
+    return tuple(
+        grad.to(device=x.device, dtype=x.dtype, memory_format=torch.channels_last) if need else grad
+        for (need, x, _), grad in zip(needed, grads)
+    )
 
 
 @correlation_backward_op.register_fake
