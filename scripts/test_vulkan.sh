@@ -10,5 +10,5 @@ then
     echo "Vulkan pass SKIPPED: no Vulkan device (install mesa-vulkan-drivers libvulkan1 for lavapipe)"
     exit 0
 fi
-echo "Vulkan pass: tests/test_core.py tests/test_compat.py with CORR_TAICHI_ARCH=vulkan"
-CORR_TAICHI_ARCH=vulkan "$PY" -m pytest -q tests/test_core.py tests/test_compat.py
+echo "Vulkan pass: tests/test_core.py tests/test_compat.py tests/test_stereo.py with CORR_TAICHI_ARCH=vulkan"
+CORR_TAICHI_ARCH=vulkan "$PY" -m pytest -q tests/test_core.py tests/test_compat.py tests/test_stereo.py

@@ -99,3 +99,30 @@ def flownet2(x1, x2, pad_size, kernel_size, max_displacement, stride1, stride2):
                                     total += float(np.dot(r1[b, :, ya, xa], r2[b, :, yb, xb]))
                         out[b, (tj + dr) * D + (ti + dr), oy, ox] = total / nelems
     return out
+
+
+def correlation1d(left, right, max_disp, kernel_size=1, stride=1, padding=0, dilation=1, both_directions=False):
+    """One-sided (or two-sided) horizontal correlation: out[:, d] pairs left x with right x - d."""
+    left = np.asarray(left, dtype=np.float64)
+    right = np.asarray(right, dtype=np.float64)
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride)
+    padh, padw = _pair(padding)
+    dh, dw = _pair(dilation)
+    B, C, H, W = left.shape
+    oh = (H + 2 * padh - ((kh - 1) * dh + 1)) // sh + 1
+    ow = (W + 2 * padw - ((kw - 1) * dw + 1)) // sw + 1
+    disps = list(range(-max_disp, max_disp + 1)) if both_directions else list(range(max_disp + 1))
+    out = np.zeros((B, len(disps), oh, ow))
+    for b in range(B):
+        for k, d in enumerate(disps):
+            for h in range(oh):
+                for w in range(ow):
+                    total = 0.0
+                    for i in range(kh):
+                        for j in range(kw):
+                            y, x = h * sh - padh + i * dh, w * sw - padw + j * dw
+                            if 0 <= y < H and 0 <= x < W and 0 <= x - d < W:
+                                total += float(np.dot(left[b, :, y, x], right[b, :, y, x - d]))
+                    out[b, k, h, w] = total
+    return out

@@ -57,9 +57,12 @@ def _flat(g: ti.template(), b, ph, pw, h, w):
 
 @ti.func
 def _inside(start: ti.i32, step: ti.i32, size: ti.i32, count: ti.i32):
-    """``[lo, hi)``: the ``p < count`` with ``0 <= start + p * step < size`` (``step > 0``)."""
-    lo = ti.max(0, _ceil_div(-start, step))
-    hi = ti.min(count, _ceil_div(size - start, step))
+    """``[lo, hi)``: the ``p < count`` with ``0 <= start + p * step < size`` (``step != 0``)."""
+    first, stride = start, step
+    if step < 0:  # mirror the axis: x -> size - 1 - x turns the step positive
+        first, stride = size - 1 - start, -step
+    lo = ti.max(0, _ceil_div(-first, stride))
+    hi = ti.min(count, _ceil_div(size - first, stride))
     return lo, ti.max(lo, hi)
 
 

@@ -25,6 +25,7 @@ import torch
 from . import reference
 from ._geometry import sampler_geometry
 from .functional import correlation
+from .stereo import correlation1d, correlation1d_geometry
 
 #: named configurations: input shape (B, C, H, W) and correlation parameters.
 CONFIGS: dict[str, tuple[tuple[int, int, int, int], dict]] = {
@@ -33,7 +34,12 @@ CONFIGS: dict[str, tuple[tuple[int, int, int, int], dict]] = {
     "kernel3": ((4, 64, 48, 64), dict(kernel_size=3, patch_size=9, stride=2, padding=1)),
     "row": ((4, 128, 48, 64), dict(patch_size=(1, 41))),
     "column": ((4, 128, 48, 64), dict(patch_size=(41, 1))),
+    # one-sided 1-D correlation (correlation1d), DispNetC-like: 41 disparities
+    "stereo1d": ((4, 128, 48, 64), dict(max_disp=40)),
 }
+
+#: configurations computed by correlation1d rather than correlation.
+ONE_D = {"stereo1d"}
 
 
 def _sampler() -> Callable | None:
@@ -44,7 +50,10 @@ def _sampler() -> Callable | None:
     return spatial_correlation_sample
 
 
-def implementations() -> dict[str, Callable | None]:
+def implementations(one_d: bool = False) -> dict[str, Callable | None]:
+    """The implementations of the 2-D op, or of the 1-D op (which spatial_correlation_sampler lacks)."""
+    if one_d:
+        return {"corr_taichi": correlation1d, "pytorch": reference.correlation1d, "sampler": None}
     return {"corr_taichi": correlation, "pytorch": reference.correlation, "sampler": _sampler()}
 
 
@@ -102,7 +111,7 @@ def machine_rates(device: torch.device, warmup: int, repeats: int) -> tuple[floa
 
 def run_config(name, shape, params, impls, device, dtype, warmup, repeats, rates, progress=None):
     B, C, H, W = shape
-    g = sampler_geometry(H, W, **params)
+    g = correlation1d_geometry(H, W, **params) if name in ONE_D else sampler_geometry(H, W, **params)
     flops = 2.0 * B * g.out_h * g.out_w * g.patch_h * g.patch_w * g.kernel_h * g.kernel_w * C
     out_bytes = B * g.out_h * g.out_w * g.patch_h * g.patch_w * torch.finfo(dtype).bits // 8
     gemm_gflops, copy_gbs = rates
@@ -111,7 +120,10 @@ def run_config(name, shape, params, impls, device, dtype, warmup, repeats, rates
     x1 = torch.randn(shape, generator=gen, dtype=dtype).to(device).requires_grad_()
     x2 = torch.randn(shape, generator=gen, dtype=dtype).to(device).requires_grad_()
     results = []
-    for impl_name, fn in impls.items():
+    for impl_name in impls:
+        fn = implementations(name in ONE_D)[impl_name]
+        if fn is None:
+            continue
         with torch.no_grad():
             fwd = _measure(lambda: fn(x1, x2, **params), device, warmup, repeats)
         out = fn(x1, x2, **params)

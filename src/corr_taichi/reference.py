@@ -63,3 +63,14 @@ def correlation(
         api="reference.correlation",
     )
     return correlation_from_geometry(input1, input2, geometry)
+
+
+def correlation1d(left: Tensor, right: Tensor, max_disp: int, kernel_size: IntPair = 1, stride: IntPair = 1,
+                  padding: IntPair = 0, dilation: IntPair = 1, both_directions: bool = False) -> Tensor:
+    """Same signature and result as :func:`corr_taichi.correlation1d`, in plain PyTorch."""
+    from .stereo import correlation1d_geometry
+
+    left, right = prepare_inputs(left, right, "reference.correlation1d")
+    g = correlation1d_geometry(left.shape[2], left.shape[3], max_disp, kernel_size, stride, padding, dilation,
+                               both_directions, api="reference.correlation1d")
+    return correlation_from_geometry(left, right, g).view(left.shape[0], g.patch_w, g.out_h, g.out_w)
