@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml requirements-dev.txt
 setup: $(VENV)/.installed
 
 demo: setup
-	$(PY) -m corr_taichi.demo
+	$(PY) -m corr_taichi.demo --out demo-output
 
 test: setup
 	$(PY) -m pytest -q
