@@ -1,0 +1,63 @@
+"""Small FlowNetC-style and PWC-style networks built on corr_taichi (no pretrained weights exist
+for them here: train them, e.g. with train_synthetic.py)."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import corr_taichi
+from corr_taichi.compat import flownet2
+
+
+def conv(cin, cout, stride=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.1))
+
+
+class FlowNetCLite(nn.Module):
+    """FlowNetC's structure at small width: shared encoder, flownet2-style correlation at 1/4
+    resolution (pad 8, max displacement 8, stride2 2: 81 channels), a decoder to flow at 1/4, upsampled."""
+
+    def __init__(self, width=32):
+        super().__init__()
+        self.encoder = nn.Sequential(conv(3, width // 2, 2), conv(width // 2, width, 2))
+        self.corr = flownet2.Correlation(pad_size=8, kernel_size=1, max_displacement=8, stride1=1, stride2=2)
+        self.redir = conv(width, width // 2)
+        self.decoder = nn.Sequential(conv(81 + width // 2, 64), conv(64, 48), nn.Conv2d(48, 2, 3, 1, 1))
+
+    def forward(self, img1, img2):
+        f1, f2 = self.encoder(img1), self.encoder(img2)
+        x = torch.cat([F.leaky_relu(self.corr(f1, f2), 0.1), self.redir(f1)], 1)
+        flow = self.decoder(x) * 4  # in pixels of the 1/4-resolution grid, scaled to full resolution
+        return F.interpolate(flow, scale_factor=4, mode="bilinear", align_corners=False)
+
+
+def backwarp(x, flow):
+    _, _, h, w = x.shape
+    y, xx = torch.meshgrid(torch.arange(h, dtype=x.dtype), torch.arange(w, dtype=x.dtype), indexing="ij")
+    grid = torch.stack(((xx + flow[:, 1]) / (w - 1) * 2 - 1, (y + flow[:, 0]) / (h - 1) * 2 - 1), -1)
+    return F.grid_sample(x, grid, align_corners=True)
+
+
+class PWCLite(nn.Module):
+    """PWC-Net's structure at two pyramid levels: features, warping by the upsampled coarse flow,
+    a 9 x 9 cost volume (spatial_correlation_sampler semantics) and a flow estimator per level."""
+
+    def __init__(self):
+        super().__init__()
+        self.level1 = nn.Sequential(conv(3, 16, 2), conv(16, 16))  # 1/2
+        self.level2 = nn.Sequential(conv(16, 32, 2), conv(32, 32))  # 1/4
+        self.corr = corr_taichi.Correlation(patch_size=9)
+        self.est2 = nn.Sequential(conv(81, 48), conv(48, 32), nn.Conv2d(32, 2, 3, 1, 1))
+        self.est1 = nn.Sequential(conv(81 + 2, 48), conv(48, 32), nn.Conv2d(32, 2, 3, 1, 1))
+
+    def cost(self, f1, f2):
+        b, c, h, w = f1.shape
+        return F.leaky_relu(self.corr(f1, f2).view(b, 81, h, w) / c, 0.1)
+
+    def forward(self, img1, img2):
+        a1, b1 = self.level1(img1), self.level1(img2)
+        a2, b2 = self.level2(a1), self.level2(b1)
+        flow2 = self.est2(self.cost(a2, b2))  # 1/4 grid, in 1/4-grid pixels
+        up = F.interpolate(flow2, scale_factor=2, mode="bilinear", align_corners=False) * 2
+        flow1 = up + self.est1(torch.cat([self.cost(a1, backwarp(b1, up)), up], 1))
+        return F.interpolate(flow1, scale_factor=2, mode="bilinear", align_corners=False) * 2
