@@ -24,6 +24,7 @@ import torch
 
 from . import reference
 from ._geometry import sampler_geometry
+from ._progress import progress_bar
 from .functional import correlation
 from .stereo import correlation1d, correlation1d_geometry
 
@@ -226,12 +227,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rates = machine_rates(device, args.warmup, args.repeats)
     results, sweep = [], []
-    try:
-        from rich.progress import Progress
-    except ImportError:
-        Progress = None
     total = (len(jobs) + len(sweep_jobs)) * len(impls)
-    with (Progress(transient=True) if Progress else _NullProgress()) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("benchmarking", total=total)
         advance = lambda: progress.advance(task)  # noqa: E731
         for name, shape, params in jobs:
@@ -257,20 +254,6 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--plot needs --sweep")
         _plot(sweep, args.plot)
     return 0
-
-
-class _NullProgress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def add_task(self, *args, **kwargs):
-        return 0
-
-    def advance(self, *args):
-        pass
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from . import correlation, correlation1d
+from ._progress import progress_bar
 
 MAX_DISP = 64
 
@@ -296,15 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as e:
         print(f"the demo needs the 'demo' extra: pip install 'corr-taichi[demo]' ({e})", file=sys.stderr)
         return 1
-    try:
-        from rich.progress import Progress
-    except ImportError:  # pragma: no cover
-        Progress = None
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(0)
     timings, rows = {}, {}
     steps = ["stereo: correlation", "stereo: OpenCV", "flow: correlation", "pictures"]
-    with (Progress(transient=True) if Progress else _Null()) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("demo", total=len(steps))
 
         def step(name):
@@ -360,23 +357,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Summary: stereo bad-2px {ours['bad2']:.1f}% (MAE {ours['mae']:.2f} px), flow EPE {epe:.2f} px "
           f"vs {epe_zero:.2f} px for zero flow")
     return 0
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def add_task(self, *a, **k):
-        return 0
-
-    def update(self, *a, **k):
-        pass
-
-    def advance(self, *a):
-        pass
 
 
 if __name__ == "__main__":
