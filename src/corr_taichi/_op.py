@@ -18,7 +18,8 @@ from torch import Tensor
 
 from . import _kernels
 from ._geometry import Geometry
-from ._runtime import current_arch_name, ensure_runtime, ti
+from ._runtime import current_arch_name, ensure_runtime, ti, usable
+from .reference import correlation_from_geometry
 
 #: compute (and accumulation) dtype of each input dtype; Taichi has no bfloat16, and half inputs
 #: are accumulated in float32 anyway.
@@ -49,6 +50,12 @@ def _launch_struct(geometry: Geometry):
 def _nchw(t: Tensor) -> Tensor:
     """Contiguous ``(B, C, H, W)`` tensor of the compute dtype (the GPU kernels' layout)."""
     return t.to(_COMPUTE[t.dtype]).contiguous()
+
+
+def _reference(input1: Tensor, input2: Tensor, g: Geometry, scale: float) -> Tensor:
+    """The pure-PyTorch computation, for processes where Taichi cannot run (forked after it started)."""
+    compute = _COMPUTE[input1.dtype]
+    return correlation_from_geometry(input1.to(compute), input2.to(compute), g, scale).to(input1.dtype)
 
 
 @contextlib.contextmanager
@@ -84,6 +91,8 @@ def correlation_op(input1: Tensor, input2: Tensor, geometry: Sequence[int], scal
     shape = g.output_shape(input1.shape[0])
     if math.prod(shape) == 0 or input1.shape[1] == 0:
         return input1.new_zeros(shape)
+    if not usable():
+        return _reference(input1, input2, g, scale)
     with _launch(input1.device) as (device, cpu_kernels):
         a, b = input1.to(device), input2.to(device)
         out = torch.empty(shape, dtype=compute, device=device)
@@ -115,6 +124,12 @@ def correlation_backward_op(
     needed = ((need_input1, input1, input2), (need_input2, input2, input1))
     if input1.numel() == 0 or grad_output.numel() == 0:
         return tuple(_new_channels_last(x, x.dtype).zero_() if need else x.new_empty(0) for need, x, _ in needed)
+    if not usable():
+        with torch.enable_grad():
+            a, b = input1.detach().requires_grad_(), input2.detach().requires_grad_()
+            grad1, grad2 = torch.autograd.grad(_reference(a, b, g, scale), (a, b), grad_output)
+        return tuple(grad.contiguous(memory_format=torch.channels_last) if need else x.new_empty(0)
+                     for (need, x, _), grad in zip(needed, (grad1, grad2)))
     grads = []
     with _launch(input1.device) as (device, cpu_kernels):
         flat_grad = grad_output.to(device=device, dtype=compute).contiguous().view(-1)

@@ -95,6 +95,25 @@ def _start(arch, taichi_options: dict) -> None:
             os.environ["TI_SKIP_VERSION_CHECK"] = previous_skip
 
 
+# Taichi's runtime cannot be used in a process forked after it started (its worker threads do not
+# exist in the child, and Taichi allows one runtime per process): such a child computes with the
+# pure-PyTorch implementation instead of hanging.
+_FORKED_AFTER_START = False
+
+
+def _after_fork_in_child() -> None:
+    global _FORKED_AFTER_START
+    _FORKED_AFTER_START = _FORKED_AFTER_START or is_initialised()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def usable() -> bool:
+    """False in a process forked after the Taichi runtime started (see above)."""
+    return not _FORKED_AFTER_START
+
+
 def ensure_runtime(device: torch.device) -> None:
     """Make sure a Taichi runtime exists before a kernel launch on tensors of ``device``."""
     if is_initialised():

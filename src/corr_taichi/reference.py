@@ -38,7 +38,9 @@ def correlation_from_geometry(input1: Tensor, input2: Tensor, geometry: Geometry
     # ones-kernel convolution with the op's stride and dilation.
     last_h = g.origin_h + (g.out_h - 1) * g.stride_h + (g.kernel_h - 1) * g.dilation_h
     last_w = g.origin_w + (g.out_w - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w
-    framed = F.pad(stacked, (-g.origin_w, last_w - (width - 1), -g.origin_h, last_h - (height - 1)))
+    top, left = max(0, -g.origin_h), max(0, -g.origin_w)
+    padded = F.pad(stacked, (left, max(0, last_w - (width - 1)), top, max(0, last_h - (height - 1))))
+    framed = padded[..., g.origin_h + top:last_h + top + 1, g.origin_w + left:last_w + left + 1]
     channels = stacked.shape[1]
     ones = stacked.new_ones(channels, 1, g.kernel_h, g.kernel_w)
     summed = F.conv2d(framed, ones, stride=(g.stride_h, g.stride_w), dilation=(g.dilation_h, g.dilation_w),

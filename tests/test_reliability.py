@@ -1,0 +1,156 @@
+"""Reliability: determinism, bounded compilation, threads, fork, odd strides, NaN/Inf, edge fuzzing."""
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import corr_taichi
+from corr_taichi import _kernels, reference
+
+
+def _pair(seed, shape=(2, 5, 9, 10), dtype=torch.float32, requires_grad=False):
+    gen = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(shape, dtype=dtype, generator=gen).requires_grad_(requires_grad) for _ in range(2))
+
+
+def test_forward_and_backward_bitwise_deterministic():
+    cfg = dict(kernel_size=3, patch_size=7, stride=(1, 2), padding=1, dilation_patch=2)
+    torch.use_deterministic_algorithms(True)
+    try:
+        runs = []
+        for _ in range(3):
+            a, b = _pair(0, requires_grad=True)
+            out = corr_taichi.correlation(a, b, **cfg)
+            grads = torch.autograd.grad(out, (a, b), torch.ones_like(out))
+            runs.append((out.detach(), *grads))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    for run in runs[1:]:
+        for x, y in zip(runs[0], run):
+            assert torch.equal(x, y)
+
+
+def _compiled_instances():
+    return sum(len(k._primal.compiled_kernels) for k in (_kernels.forward, _kernels.grad_input1, _kernels.grad_input2))
+
+
+def _many_calls(offset):
+    for k in range(offset, offset + 30):
+        shape = (1 + k % 3, 1 + k % 5, 3 + k % 7, 4 + k % 6)
+        for dtype in (torch.float32, torch.float64, torch.bfloat16):
+            a, b = _pair(k, shape, dtype, requires_grad=True)
+            out = corr_taichi.correlation(a, b, patch_size=1 + k % 4, kernel_size=1 + k % 2, stride=1 + k % 3,
+                                          dilation_patch=1 + k % 2)
+            out.float().sum().backward()
+
+
+def test_kernel_instances_do_not_grow_with_shapes_or_parameters():
+    """Taichi compiles per dtype (and a few layout variants), never per shape or parameter set."""
+    _many_calls(0)
+    settled = _compiled_instances()
+    assert settled <= 3 * 2 * 2  # 3 kernels x (float32, float64) x Taichi's layout variants
+    _many_calls(100)
+    assert _compiled_instances() == settled
+
+
+def test_concurrent_calls_from_threads():
+    cfg = dict(patch_size=5, kernel_size=2)
+    inputs = [_pair(seed, dtype=torch.float64) for seed in range(8)]
+    expected = [reference.correlation(a, b, **cfg) for a, b in inputs]
+    results, errors = [None] * 8, []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                results[i] = corr_taichi.correlation(*inputs[i], **cfg)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for got, exp in zip(results, expected):
+        torch.testing.assert_close(got, exp, rtol=1e-12, atol=1e-12)
+
+
+def test_dataloader_fork_workers():
+    code = textwrap.dedent(
+        """
+        import torch, corr_taichi
+        from corr_taichi import reference
+        corr_taichi.correlation(torch.randn(1, 2, 4, 4), torch.randn(1, 2, 4, 4))  # parent runtime started
+
+        class Data(torch.utils.data.Dataset):
+            def __len__(self):
+                return 6
+            def __getitem__(self, i):
+                g = torch.Generator().manual_seed(i)
+                a, b = torch.randn(1, 3, 6, 7, generator=g, dtype=torch.float64), torch.randn(1, 3, 6, 7, generator=g, dtype=torch.float64)
+                return corr_taichi.correlation(a, b, patch_size=3)[0], reference.correlation(a, b, patch_size=3)[0]
+
+        loader = torch.utils.data.DataLoader(Data(), batch_size=2, num_workers=2, multiprocessing_context="fork")
+        for got, exp in loader:
+            assert torch.allclose(got, exp, atol=1e-12)
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_expanded_and_strided_inputs():
+    a = torch.randn(1, 3, 1, 8, dtype=torch.float64).expand(2, 3, 6, 8)  # stride-0 batch and rows
+    b = torch.randn(2, 3, 12, 8, dtype=torch.float64)[:, :, ::2]
+    torch.testing.assert_close(corr_taichi.correlation(a, b, patch_size=3),
+                               reference.correlation(a.contiguous(), b.contiguous(), patch_size=3))
+
+
+def test_nan_and_inf_propagate_like_the_reference():
+    a, b = _pair(3, (1, 2, 6, 7), torch.float64)
+    a[0, 0, 2, 3] = float("nan")
+    b[0, 1, 4, 1] = float("inf")
+    cfg = dict(patch_size=3, kernel_size=2)
+    got, exp = corr_taichi.correlation(a, b, **cfg), reference.correlation(a, b, **cfg)
+    assert torch.equal(got.isnan(), exp.isnan())
+    assert torch.equal(got.isinf(), exp.isinf())
+    finite = exp.isfinite()
+    torch.testing.assert_close(got[finite], exp[finite])
+
+
+EDGE = st.one_of(st.just(1), st.integers(1, 4), st.integers(5, 9))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    h=EDGE, w=EDGE, c=st.integers(1, 3), b=st.integers(1, 2),
+    k=st.tuples(st.integers(1, 4), st.integers(1, 4)), p=st.tuples(st.integers(1, 11), st.integers(1, 11)),
+    s=st.tuples(st.integers(1, 10), st.integers(1, 10)), pad=st.tuples(st.integers(0, 6), st.integers(0, 6)),
+    d=st.tuples(st.integers(1, 10), st.integers(1, 10)), dp=st.tuples(st.integers(1, 10), st.integers(1, 10)),
+    seed=st.integers(0, 2**16),
+)
+def test_fuzz_against_reference(h, w, c, b, k, p, s, pad, d, dp, seed):
+    """Weighted to the edges: H or W of 1, patches, kernels, strides and dilations beyond the image,
+    paddings larger than the kernel."""
+    if (h + 2 * pad[0] - ((k[0] - 1) * d[0] + 1)) < 0 or (w + 2 * pad[1] - ((k[1] - 1) * d[1] + 1)) < 0:
+        with pytest.raises(ValueError, match="output would be empty"):
+            corr_taichi.correlation(torch.zeros(b, c, h, w), torch.zeros(b, c, h, w), k, p, s, pad, d, dp)
+        return
+    gen = torch.Generator().manual_seed(seed)
+    x1 = torch.randn(b, c, h, w, dtype=torch.float64, generator=gen, requires_grad=True)
+    x2 = torch.randn(b, c, h, w, dtype=torch.float64, generator=gen, requires_grad=True)
+    got = corr_taichi.correlation(x1, x2, k, p, s, pad, d, dp)
+    exp = reference.correlation(x1, x2, k, p, s, pad, d, dp)
+    torch.testing.assert_close(got, exp, rtol=1e-12, atol=1e-12)
+    grad = torch.randn(got.shape, dtype=torch.float64, generator=gen)
+    for g, e in zip(torch.autograd.grad(got, (x1, x2), grad), torch.autograd.grad(exp, (x1, x2), grad)):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
