@@ -37,7 +37,9 @@ def test_forward_and_backward_bitwise_deterministic():
 
 
 def _compiled_instances():
-    return sum(len(k._primal.compiled_kernels) for k in (_kernels.forward, _kernels.grad_input1, _kernels.grad_input2))
+    kernels = (_kernels.forward, _kernels.grad_input1, _kernels.grad_input2, _kernels.window_sum,
+               _kernels.window_sum_grad)
+    return sum(len(k._primal.compiled_kernels) for k in kernels)
 
 
 def _many_calls(offset):
@@ -54,7 +56,7 @@ def test_kernel_instances_do_not_grow_with_shapes_or_parameters():
     """Taichi compiles per dtype (and a few layout variants), never per shape or parameter set."""
     _many_calls(0)
     settled = _compiled_instances()
-    assert settled <= 3 * 2 * 2  # 3 kernels x (float32, float64) x Taichi's layout variants
+    assert settled <= 5 * 2 * 2  # 5 kernels x (float32, float64) x Taichi's layout variants
     _many_calls(100)
     assert _compiled_instances() == settled
 
@@ -154,3 +156,41 @@ def test_fuzz_against_reference(h, w, c, b, k, p, s, pad, d, dp, seed):
     grad = torch.randn(got.shape, dtype=torch.float64, generator=gen)
     for g, e in zip(torch.autograd.grad(got, (x1, x2), grad), torch.autograd.grad(exp, (x1, x2), grad)):
         torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+
+
+# Calls beyond 32-bit indexing are split into pieces (whole images x patch rows).  The limit is
+# lowered here so that the splitting is tested on small tensors; benchmarks/stress.py checks a real
+# 2.3e9-element output.
+SPLIT_CASES = [
+    ((3, 4, 9, 11), dict(patch_size=5), 600),  # one image per piece, patch rows split
+    ((3, 4, 9, 11), dict(patch_size=5), 5000),  # whole images, two per piece
+    ((2, 3, 8, 9), dict(kernel_size=3, patch_size=(5, 3), padding=1, dilation_patch=2), 250),  # window sums
+    ((2, 1, 10, 7), dict(kernel_size=2, patch_size=3, stride=(3, 2), padding=1), 100),  # direct multi-tap
+]
+
+
+@pytest.mark.parametrize("shape,cfg,limit", SPLIT_CASES)
+def test_calls_split_below_the_index_limit_match_the_reference(monkeypatch, shape, cfg, limit):
+    from corr_taichi import _op
+    from corr_taichi._geometry import sampler_geometry
+
+    a, b = _pair(7, shape, torch.float64, requires_grad=True)
+    expected = reference.correlation(a, b, **cfg)
+    want = torch.autograd.grad(expected, (a, b), torch.ones_like(expected))
+    monkeypatch.setattr(_op, "MAX_ELEMENTS", limit)
+    geometry = sampler_geometry(shape[2], shape[3], **cfg)
+    assert len(_op._pieces(geometry, *shape)) > 1
+    out = corr_taichi.correlation(a, b, **cfg)
+    got = torch.autograd.grad(out, (a, b), torch.ones_like(out))
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    for x, y in zip(got, want):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_split_refuses_what_cannot_be_split(monkeypatch):
+    from corr_taichi import _op
+
+    monkeypatch.setattr(_op, "MAX_ELEMENTS", 100)
+    a, b = _pair(0, (1, 2, 8, 8))  # one image holds 128 elements
+    with pytest.raises(NotImplementedError, match="2\\*\\*31"):
+        corr_taichi.correlation(a, b, patch_size=3)

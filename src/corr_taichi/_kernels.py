@@ -1,4 +1,4 @@
-"""Taichi kernels: the forward correlation and the two input gradients.
+"""Taichi kernels: the forward correlation, the two input gradients and the kernel-window sums.
 
 Layouts: inputs and input gradients are channels-last ``(B, H, W, C)`` so that the innermost loop
 walks contiguous channels (LLVM vectorises it); the output is ``(B, PH, PW, oH, oW)``.  The geometry
@@ -13,6 +13,11 @@ Speed comes from two ideas:
 * Along a patch row the displacements whose partner pixel lies inside the image form an interval
   (an arithmetic progression in the strided ``grad_input2`` case), computed up front: no work and no
   bounds test is spent on pixels outside the image.
+
+* With a kernel window of several taps the op usually computes per-pixel products once (a single-tap
+  correlation at every pixel) and sums them over each window with :func:`window_sum`: neighbouring
+  windows share most taps, so this costs one dot product per pixel and displacement instead of one per
+  tap and output pixel.
 
 The backward is written as gathers: each gradient element is owned by one thread, which sums over
 every (displacement, kernel tap) that reads it.  No atomics, so results are deterministic.
@@ -138,6 +143,48 @@ def forward(
                             else:
                                 out[index] += acc[q] * s
                         pw += T
+
+
+@ti.kernel
+def window_sum(
+    products: ti.types.ndarray(ndim=3),
+    out: ti.types.ndarray(ndim=3),
+    g: GeometryStruct,
+    scale: ti.f64,
+    acc_t: ti.template(),
+):
+    """``out[n, h, w] = scale * sum_{i, j} products[n, h*stride_h + origin_h + i*dilation_h, ...]`` (zero
+    outside): the kernel window of several taps, summed over per-pixel products.  Costs kH*kW adds per
+    output element instead of kH*kW*C multiply-adds."""
+    height, width = products.shape[1], products.shape[2]
+    for n, h, w in ti.ndrange(products.shape[0], g.out_h, g.out_w):
+        total = ti.cast(0, acc_t)
+        for i, j in ti.ndrange(g.kernel_h, g.kernel_w):
+            y = h * g.stride_h + g.origin_h + i * g.dilation_h
+            x = w * g.stride_w + g.origin_w + j * g.dilation_w
+            if 0 <= y < height and 0 <= x < width:
+                total += products[n, y, x]
+        out[n, h, w] = total * ti.cast(scale, acc_t)
+
+
+@ti.kernel
+def window_sum_grad(
+    grad_out: ti.types.ndarray(ndim=3),
+    grad_products: ti.types.ndarray(ndim=3),
+    g: GeometryStruct,
+    scale: ti.f64,
+    acc_t: ti.template(),
+):
+    """Gradient of :func:`window_sum` as a gather: each product element sums the outputs whose window
+    covers it."""
+    for n, y, x in ti.ndrange(grad_products.shape[0], grad_products.shape[1], grad_products.shape[2]):
+        total = ti.cast(0, acc_t)
+        for i, j in ti.ndrange(g.kernel_h, g.kernel_w):
+            h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+            w = _output_index(x, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
+            if h >= 0 and w >= 0:
+                total += grad_out[n, h, w]
+        grad_products[n, y, x] = total * ti.cast(scale, acc_t)
 
 
 @ti.kernel

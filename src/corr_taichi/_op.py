@@ -47,6 +47,18 @@ def _launch_struct(geometry: Geometry):
     return _kernels.GeometryStruct(**dataclasses.asdict(geometry))
 
 
+def _product_geometry(g: Geometry, height: int, width: int) -> Geometry | None:
+    """With a kernel window of several taps, the geometry of the per-pixel products (one tap, stride 1,
+    every pixel) when computing those once and summing them over each window (:func:`window_sum`) is
+    cheaper than correlating every tap of every output pixel: always at stride 1, where neighbouring
+    windows share all but one row or column of taps.  ``None`` when the direct form is cheaper."""
+    taps = g.kernel_h * g.kernel_w
+    if taps == 1 or taps * g.out_h * g.out_w < height * width:
+        return None
+    return dataclasses.replace(g, kernel_h=1, kernel_w=1, dilation_h=1, dilation_w=1, stride_h=1, stride_w=1,
+                               origin_h=0, origin_w=0, out_h=height, out_w=width)
+
+
 def _nchw(t: Tensor) -> Tensor:
     """Contiguous ``(B, C, H, W)`` tensor of the compute dtype (the GPU kernels' layout)."""
     return t.to(_COMPUTE[t.dtype]).contiguous()
@@ -84,6 +96,23 @@ def _launch(device: torch.device):
         yield torch.device("cpu"), arch in ("x64", "arm64")
 
 
+def _forward_piece(a: Tensor, b: Tensor, out: Tensor, g: Geometry, scale: float, cpu_kernels: bool) -> None:
+    """``out`` (contiguous ``(B, PH, PW, oH, oW)``) from kernel-layout inputs, directly or as per-pixel
+    products summed over each kernel window."""
+    correlate = _kernels.forward if cpu_kernels else _kernels.forward_gpu
+    height, width = (a.shape[1], a.shape[2]) if cpu_kernels else (a.shape[2], a.shape[3])
+    dtype = _TAICHI[out.dtype]
+    gp = _product_geometry(g, height, width)
+    if gp is None:
+        correlate(a, b, out.view(-1), _launch_struct(g), scale, dtype)
+        return
+    products = torch.empty(gp.output_shape(out.shape[0]), dtype=out.dtype, device=out.device)
+    correlate(a, b, products.view(-1), _launch_struct(gp), 1.0, dtype)
+    planes = out.shape[0] * g.patch_h * g.patch_w
+    _kernels.window_sum(products.view(planes, height, width), out.view(planes, g.out_h, g.out_w),
+                        _launch_struct(g), scale, dtype)
+
+
 @torch.library.custom_op("corr_taichi::correlation", mutates_args=())
 def correlation_op(input1: Tensor, input2: Tensor, geometry: Sequence[int], scale: float) -> Tensor:
     g = Geometry.from_list(geometry)
@@ -95,12 +124,11 @@ def correlation_op(input1: Tensor, input2: Tensor, geometry: Sequence[int], scal
         return _reference(input1, input2, g, scale)
     with _launch(input1.device) as (device, cpu_kernels):
         a, b = input1.to(device), input2.to(device)
+        a, b = (_channels_last(a), _channels_last(b)) if cpu_kernels else (_nchw(a), _nchw(b))
         out = torch.empty(shape, dtype=compute, device=device)
-        if cpu_kernels:
-            _kernels.forward(_channels_last(a), _channels_last(b), out.view(-1), _launch_struct(g), float(scale),
-                             _TAICHI[compute])
-        else:
-            _kernels.forward_gpu(_nchw(a), _nchw(b), out.view(-1), _launch_struct(g), float(scale), _TAICHI[compute])
+        for piece in _pieces(g, *input1.shape):
+            _forward_piece(a[piece.images], b[piece.images], out[piece.images, piece.rows], piece.geometry,
+                           float(scale), cpu_kernels)
     return out.to(device=input1.device, dtype=input1.dtype)
 
 
@@ -130,29 +158,56 @@ def correlation_backward_op(
             grad1, grad2 = torch.autograd.grad(_reference(a, b, g, scale), (a, b), grad_output)
         return tuple(grad.contiguous(memory_format=torch.channels_last) if need else x.new_empty(0)
                      for (need, x, _), grad in zip(needed, (grad1, grad2)))
-    grads = []
     with _launch(input1.device) as (device, cpu_kernels):
-        flat_grad = grad_output.to(device=device, dtype=compute).contiguous().view(-1)
-        struct = _launch_struct(g)
-        cpu_kernel = (_kernels.grad_input1, _kernels.grad_input2)
-        gpu_kernel = (_kernels.grad_input1_gpu, _kernels.grad_input2_gpu)
-        for k, (need, x, other) in enumerate(needed):
-            if not need:
-                grads.append(x.new_empty(0))
-                continue
-            other = other.to(device)
-            if cpu_kernels:
+        grad_out = grad_output.to(device=device, dtype=compute).contiguous()
+        layout = _channels_last if cpu_kernels else _nchw
+        grads, views, partners = [], [], []
+        for need, x, other in needed:
+            if need and cpu_kernels:  # the kernels write the (B, H, W, C) view of a channels_last tensor
                 grad = torch.empty(x.shape, dtype=compute, device=device, memory_format=torch.channels_last)
-                cpu_kernel[k](flat_grad, _channels_last(other), grad.permute(0, 2, 3, 1), struct, float(scale),
-                              _TAICHI[compute])
+                view = grad.permute(0, 2, 3, 1)
+            elif need:
+                grad = view = torch.empty(x.shape, dtype=compute, device=device)
             else:
-                grad = torch.empty(x.shape, dtype=compute, device=device)
-                gpu_kernel[k](flat_grad, _nchw(other), grad, struct, float(scale), _TAICHI[compute])
+                grad = view = x.new_empty(0)
             grads.append(grad)
+            views.append(view)
+            partners.append(layout(other.to(device)) if need else None)
+        for piece in _pieces(g, *input1.shape):
+            _backward_piece(grad_out[piece.images, piece.rows], [p[piece.images] if p is not None else None
+                                                                 for p in partners],
+                            [v[piece.images] if v.numel() else None for v in views], piece.geometry,
+                            float(scale), cpu_kernels, accumulate=piece.rows.start > 0)
     return tuple(
         grad.to(device=x.device, dtype=x.dtype, memory_format=torch.channels_last) if need else grad
         for (need, x, _), grad in zip(needed, grads)
     )
+
+
+def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry, scale: float,
+                    cpu_kernels: bool, accumulate: bool) -> None:
+    """Input gradients of one piece into ``targets`` (kernel layout; ``None`` where not needed), added to
+    what is there when ``accumulate`` (a later piece of patch rows of the same images)."""
+    some = next(t for t in targets if t is not None)
+    height, width = (some.shape[1], some.shape[2]) if cpu_kernels else (some.shape[2], some.shape[3])
+    dtype = _TAICHI[grad_out.dtype]
+    flat = grad_out.reshape(-1)
+    gp = _product_geometry(g, height, width)
+    if gp is not None:  # back through the window sum first, then the single-tap gathers
+        planes = grad_out.shape[0] * g.patch_h * g.patch_w
+        grad_products = torch.empty(planes * height * width, dtype=grad_out.dtype, device=grad_out.device)
+        _kernels.window_sum_grad(flat.view(planes, g.out_h, g.out_w), grad_products.view(planes, height, width),
+                                 _launch_struct(g), scale, dtype)
+        flat, g, scale = grad_products, gp, 1.0
+    kernels = ((_kernels.grad_input1, _kernels.grad_input2) if cpu_kernels
+               else (_kernels.grad_input1_gpu, _kernels.grad_input2_gpu))
+    for kernel, partner, target in zip(kernels, partners, targets):
+        if target is None:
+            continue
+        result = torch.empty_like(target) if accumulate else target
+        kernel(flat, partner, result, _launch_struct(g), scale, dtype)
+        if accumulate:
+            target += result
 
 
 @correlation_backward_op.register_fake
@@ -179,16 +234,45 @@ def _backward(ctx, grad_output: Tensor):
 correlation_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-#: Taichi 1.7 indexes ndarrays with 32-bit ints: larger tensors would wrap.
+#: Taichi 1.7 indexes ndarrays with 32-bit ints: larger calls are split into pieces below this size.
 MAX_ELEMENTS = 2**31 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Piece:
+    images: slice  #: of the batch
+    rows: slice  #: of the patch (displacement rows)
+    geometry: Geometry  #: of those patch rows
+
+
+def _pieces(g: Geometry, batch: int, channels: int, height: int, width: int) -> list[_Piece]:
+    """The call as pieces of whole images x consecutive patch rows whose tensors (input images, output,
+    per-pixel products) each hold at most :data:`MAX_ELEMENTS` elements, so that no index wraps.  One
+    piece for any ordinary call.  The output slice of a piece is contiguous: a piece has all patch rows
+    or a single image."""
+    gp = _product_geometry(g, height, width)
+    per_row = g.patch_w * (g.out_h * g.out_w if gp is None else height * width)  # one patch row of one image
+    image = channels * height * width
+    if max(image, per_row) > MAX_ELEMENTS:
+        raise NotImplementedError(
+            f"correlation: one image of the input ({image} elements) or one row of displacements of the "
+            f"output ({per_row} elements) exceeds 2**31 - 1 elements, which Taichi cannot index; use a "
+            f"smaller image or fewer channels"
+        )
+    rows = min(g.patch_h, MAX_ELEMENTS // max(per_row, 1))
+    images = 1
+    if rows == g.patch_h:
+        images = max(1, min(batch, MAX_ELEMENTS // max(image, per_row * g.patch_h, 1)))
+    return [
+        _Piece(slice(b0, min(b0 + images, batch)), slice(p0, p0 + min(rows, g.patch_h - p0)),
+               dataclasses.replace(g, patch_h=min(rows, g.patch_h - p0),
+                                   first_h=g.first_h + p0 * g.patch_dilation_h))
+        for b0 in range(0, batch, images)
+        for p0 in range(0, g.patch_h, rows)
+    ]
 
 
 def apply(input1: Tensor, input2: Tensor, geometry: Geometry, scale: float = 1.0) -> Tensor:
     """Run the registered op on validated inputs."""
-    out_elements = math.prod(geometry.output_shape(input1.shape[0]))
-    if max(input1.numel(), out_elements) > MAX_ELEMENTS:
-        raise NotImplementedError(
-            f"correlation: tensors of more than 2**31 - 1 elements are not supported yet (input "
-            f"{input1.numel()} elements, output {out_elements}); split the batch or the image"
-        )
+    _pieces(geometry, *input1.shape)  # refuses what cannot be split below 32-bit indexing
     return correlation_op(input1, input2, geometry.as_list(), float(scale))
