@@ -147,44 +147,63 @@ def forward(
 
 @ti.kernel
 def window_sum(
-    products: ti.types.ndarray(ndim=3),
-    out: ti.types.ndarray(ndim=3),
+    products: ti.types.ndarray(ndim=1),
+    out: ti.types.ndarray(ndim=1),
+    height: ti.i32,
+    width: ti.i32,
     g: GeometryStruct,
     scale: ti.f64,
     acc_t: ti.template(),
 ):
     """``out[n, h, w] = scale * sum_{i, j} products[n, h*stride_h + origin_h + i*dilation_h, ...]`` (zero
-    outside): the kernel window of several taps, summed over per-pixel products.  Costs kH*kW adds per
-    output element instead of kH*kW*C multiply-adds."""
-    height, width = products.shape[1], products.shape[2]
-    for n, h, w in ti.ndrange(products.shape[0], g.out_h, g.out_w):
-        total = ti.cast(0, acc_t)
-        for i, j in ti.ndrange(g.kernel_h, g.kernel_w):
-            y = h * g.stride_h + g.origin_h + i * g.dilation_h
-            x = w * g.stride_w + g.origin_w + j * g.dilation_w
-            if 0 <= y < height and 0 <= x < width:
-                total += products[n, y, x]
-        out[n, h, w] = total * ti.cast(scale, acc_t)
+    outside), on flattened ``(N, height, width)`` products and ``(N, oH, oW)`` outputs: the kernel
+    window of several taps, summed over per-pixel products.  Costs kH*kW adds per output element
+    instead of kH*kW*C multiply-adds.  One task per output row, flat indices: the cheap form of index
+    arithmetic in Taichi (see :func:`forward`)."""
+    s = ti.cast(scale, acc_t)
+    for n, h in ti.ndrange(products.shape[0] // (height * width), g.out_h):
+        row = (n * g.out_h + h) * g.out_w
+        for w in range(g.out_w):
+            total = ti.cast(0, acc_t)
+            for i in range(g.kernel_h):
+                y = h * g.stride_h + g.origin_h + i * g.dilation_h
+                if 0 <= y < height:
+                    base = (n * height + y) * width
+                    for j in range(g.kernel_w):
+                        x = w * g.stride_w + g.origin_w + j * g.dilation_w
+                        if 0 <= x < width:
+                            total += products[base + x]
+            out[row + w] = total * s
 
 
 @ti.kernel
 def window_sum_grad(
-    grad_out: ti.types.ndarray(ndim=3),
-    grad_products: ti.types.ndarray(ndim=3),
+    grad_out: ti.types.ndarray(ndim=1),
+    grad_products: ti.types.ndarray(ndim=1),
+    height: ti.i32,
+    width: ti.i32,
     g: GeometryStruct,
     scale: ti.f64,
     acc_t: ti.template(),
 ):
-    """Gradient of :func:`window_sum` as a gather: each product element sums the outputs whose window
-    covers it."""
-    for n, y, x in ti.ndrange(grad_products.shape[0], grad_products.shape[1], grad_products.shape[2]):
-        total = ti.cast(0, acc_t)
-        for i, j in ti.ndrange(g.kernel_h, g.kernel_w):
+    """Gradient of :func:`window_sum` (same flat layouts): one task per product row, which adds every
+    output of the rows whose window covers it into its own row (no other task writes there, so no
+    atomics)."""
+    s = ti.cast(scale, acc_t)
+    for n, y in ti.ndrange(grad_products.shape[0] // (height * width), height):
+        base = (n * height + y) * width
+        for x in range(width):
+            grad_products[base + x] = ti.cast(0, acc_t)
+        for i in range(g.kernel_h):
             h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
-            w = _output_index(x, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
-            if h >= 0 and w >= 0:
-                total += grad_out[n, h, w]
-        grad_products[n, y, x] = total * ti.cast(scale, acc_t)
+            if h >= 0:
+                row = (n * g.out_h + h) * g.out_w
+                for w in range(g.out_w):
+                    value = grad_out[row + w] * s
+                    for j in range(g.kernel_w):
+                        x = w * g.stride_w + g.origin_w + j * g.dilation_w
+                        if 0 <= x < width:
+                            grad_products[base + x] += value
 
 
 @ti.kernel

@@ -108,9 +108,7 @@ def _forward_piece(a: Tensor, b: Tensor, out: Tensor, g: Geometry, scale: float,
         return
     products = torch.empty(gp.output_shape(out.shape[0]), dtype=out.dtype, device=out.device)
     correlate(a, b, products.view(-1), _launch_struct(gp), 1.0, dtype)
-    planes = out.shape[0] * g.patch_h * g.patch_w
-    _kernels.window_sum(products.view(planes, height, width), out.view(planes, g.out_h, g.out_w),
-                        _launch_struct(g), scale, dtype)
+    _kernels.window_sum(products.view(-1), out.view(-1), height, width, _launch_struct(g), scale, dtype)
 
 
 @torch.library.custom_op("corr_taichi::correlation", mutates_args=())
@@ -194,10 +192,9 @@ def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry
     flat = grad_out.reshape(-1)
     gp = _product_geometry(g, height, width)
     if gp is not None:  # back through the window sum first, then the single-tap gathers
-        planes = grad_out.shape[0] * g.patch_h * g.patch_w
-        grad_products = torch.empty(planes * height * width, dtype=grad_out.dtype, device=grad_out.device)
-        _kernels.window_sum_grad(flat.view(planes, g.out_h, g.out_w), grad_products.view(planes, height, width),
-                                 _launch_struct(g), scale, dtype)
+        grad_products = torch.empty(gp.output_shape(grad_out.shape[0]), dtype=grad_out.dtype,
+                                    device=grad_out.device).view(-1)
+        _kernels.window_sum_grad(flat, grad_products, height, width, _launch_struct(g), scale, dtype)
         flat, g, scale = grad_products, gp, 1.0
     kernels = ((_kernels.grad_input1, _kernels.grad_input2) if cpu_kernels
                else (_kernels.grad_input1_gpu, _kernels.grad_input2_gpu))
