@@ -50,7 +50,7 @@ def _launch_struct(geometry: Geometry):
 def _product_geometry(g: Geometry, height: int, width: int) -> Geometry | None:
     """With a kernel window of several taps, the geometry of the per-pixel products (one tap, stride 1,
     every pixel) when computing those once and summing them over each window (:func:`window_sum`) is
-    cheaper than correlating every tap of every output pixel: always at stride 1, where neighbouring
+    cheaper than correlating every tap of every output pixel: typically at stride 1, where neighbouring
     windows share all but one row or column of taps.  ``None`` when the direct form is cheaper."""
     taps = g.kernel_h * g.kernel_w
     if taps == 1 or taps * g.out_h * g.out_w < height * width:
@@ -96,11 +96,11 @@ def _launch(device: torch.device):
         yield torch.device("cpu"), arch in ("x64", "arm64")
 
 
-def _forward_piece(a: Tensor, b: Tensor, out: Tensor, g: Geometry, scale: float, cpu_kernels: bool) -> None:
-    """``out`` (contiguous ``(B, PH, PW, oH, oW)``) from kernel-layout inputs, directly or as per-pixel
-    products summed over each kernel window."""
+def _forward_piece(a: Tensor, b: Tensor, out: Tensor, g: Geometry, scale: float, height: int, width: int,
+                   cpu_kernels: bool) -> None:
+    """``out`` (contiguous ``(B, PH, PW, oH, oW)``) from kernel-layout inputs of ``height`` x ``width``
+    pixels, directly or as per-pixel products summed over each kernel window."""
     correlate = _kernels.forward if cpu_kernels else _kernels.forward_gpu
-    height, width = (a.shape[1], a.shape[2]) if cpu_kernels else (a.shape[2], a.shape[3])
     dtype = _TAICHI[out.dtype]
     gp = _product_geometry(g, height, width)
     if gp is None:
@@ -126,7 +126,7 @@ def correlation_op(input1: Tensor, input2: Tensor, geometry: Sequence[int], scal
         out = torch.empty(shape, dtype=compute, device=device)
         for piece in _pieces(g, *input1.shape):
             _forward_piece(a[piece.images], b[piece.images], out[piece.images, piece.rows], piece.geometry,
-                           float(scale), cpu_kernels)
+                           float(scale), *input1.shape[2:], cpu_kernels)
     return out.to(device=input1.device, dtype=input1.dtype)
 
 
@@ -169,25 +169,23 @@ def correlation_backward_op(
             else:
                 grad = view = x.new_empty(0)
             grads.append(grad)
-            views.append(view)
+            views.append(view if need else None)
             partners.append(layout(other.to(device)) if need else None)
         for piece in _pieces(g, *input1.shape):
-            _backward_piece(grad_out[piece.images, piece.rows], [p[piece.images] if p is not None else None
-                                                                 for p in partners],
-                            [v[piece.images] if v.numel() else None for v in views], piece.geometry,
-                            float(scale), cpu_kernels, accumulate=piece.rows.start > 0)
+            _backward_piece(grad_out[piece.images, piece.rows],
+                            [None if p is None else p[piece.images] for p in partners],
+                            [None if v is None else v[piece.images] for v in views], piece.geometry,
+                            float(scale), *input1.shape[2:], cpu_kernels, accumulate=piece.rows.start > 0)
     return tuple(
         grad.to(device=x.device, dtype=x.dtype, memory_format=torch.channels_last) if need else grad
         for (need, x, _), grad in zip(needed, grads)
     )
 
 
-def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry, scale: float,
-                    cpu_kernels: bool, accumulate: bool) -> None:
+def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry, scale: float, height: int,
+                    width: int, cpu_kernels: bool, accumulate: bool) -> None:
     """Input gradients of one piece into ``targets`` (kernel layout; ``None`` where not needed), added to
     what is there when ``accumulate`` (a later piece of patch rows of the same images)."""
-    some = next(t for t in targets if t is not None)
-    height, width = (some.shape[1], some.shape[2]) if cpu_kernels else (some.shape[2], some.shape[3])
     dtype = _TAICHI[grad_out.dtype]
     flat = grad_out.reshape(-1)
     gp = _product_geometry(g, height, width)
