@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import Tensor
 
 from . import _op
@@ -21,10 +23,7 @@ def correlation1d_geometry(
     base = sampler_geometry(height, width, kernel_size, 1, stride, padding, dilation, 1, api=api)
     count = 2 * max_disp + 1 if both_directions else max_disp + 1
     first = max_disp if both_directions else 0
-    return Geometry(
-        base.kernel_h, base.kernel_w, base.dilation_h, base.dilation_w, base.stride_h, base.stride_w,
-        base.origin_h, base.origin_w, 1, count, 1, -1, 0, first, base.out_h, base.out_w,
-    )
+    return dataclasses.replace(base, patch_w=count, patch_dilation_w=-1, first_w=first)
 
 
 def correlation1d(
