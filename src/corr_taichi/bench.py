@@ -110,7 +110,8 @@ def machine_rates(device: torch.device, warmup: int, repeats: int) -> tuple[floa
     return 2 * 2048**3 / gemm_ms / 1e6, 2 * big.numel() * 4 / copy_ms / 1e6
 
 
-def run_config(name, shape, params, impls, device, dtype, warmup, repeats, rates, progress=None):
+def run_config(name, shape, params, impls, device, dtype, warmup, repeats, rates, progress=None,
+               channels_last: bool = False):
     B, C, H, W = shape
     g = correlation1d_geometry(H, W, **params) if name in ONE_D else sampler_geometry(H, W, **params)
     flops = 2.0 * B * g.out_h * g.out_w * g.patch_h * g.patch_w * g.kernel_h * g.kernel_w * C
@@ -118,8 +119,9 @@ def run_config(name, shape, params, impls, device, dtype, warmup, repeats, rates
     gemm_gflops, copy_gbs = rates
     floor_ms = max(flops / gemm_gflops / 1e6, 2 * out_bytes / copy_gbs / 1e6)
     gen = torch.Generator(device="cpu").manual_seed(0)
-    x1 = torch.randn(shape, generator=gen, dtype=dtype).to(device).requires_grad_()
-    x2 = torch.randn(shape, generator=gen, dtype=dtype).to(device).requires_grad_()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x1 = torch.randn(shape, generator=gen, dtype=dtype).to(device, memory_format=layout).requires_grad_()
+    x2 = torch.randn(shape, generator=gen, dtype=dtype).to(device, memory_format=layout).requires_grad_()
     results = []
     for impl_name in impls:
         fn = implementations(name in ONE_D)[impl_name]
@@ -183,14 +185,16 @@ def _plot(sweep: list[tuple[int, Timing]], path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m corr_taichi.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", default=["flownetc", "pwc2"],
-                        help=f"named configurations ({', '.join(CONFIGS)}) or 'all'")
+    parser.add_argument("--configs", nargs="*", default=["flownetc", "pwc2"],
+                        help=f"named configurations ({', '.join(CONFIGS)}), 'all', or none (with --shape)")
     parser.add_argument("--shape", help="custom input shape B,C,H,W (adds a configuration 'custom')")
     parser.add_argument("--params", default="{}", help='custom parameters as JSON, e.g. \'{"patch_size": 9}\'')
     parser.add_argument("--impl", nargs="+", default=["corr_taichi", "pytorch", "sampler"],
                         help="implementations: corr_taichi, pytorch, sampler")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--channels-last", action="store_true",
+                        help="inputs in channels_last memory format (as channels_last conv features are)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sweep", action="store_true", help="also time the first configuration at 1/4, 1/2, 1 and 2 times its H and W")
@@ -214,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in args.configs if n not in CONFIGS and n != "all"]
     if unknown:
         parser.error(f"unknown configuration(s) {unknown}; choose from {', '.join(CONFIGS)}")
+    if not configs and not args.shape:
+        parser.error("nothing to run: name --configs or give a --shape")
     if args.shape:
         configs["custom"] = (tuple(int(v) for v in args.shape.split(",")), json.loads(args.params))
 
@@ -232,16 +238,19 @@ def main(argv: list[str] | None = None) -> int:
         task = progress.add_task("benchmarking", total=total)
         advance = lambda: progress.advance(task)  # noqa: E731
         for name, shape, params in jobs:
-            results += run_config(name, shape, params, impls, device, dtype, args.warmup, args.repeats, rates, advance)
+            results += run_config(name, shape, params, impls, device, dtype, args.warmup, args.repeats, rates, advance,
+                                  args.channels_last)
         for name, shape, params in sweep_jobs:
-            for t in run_config(name, shape, params, impls, device, dtype, args.warmup, args.repeats, rates, advance):
+            for t in run_config(name, shape, params, impls, device, dtype, args.warmup, args.repeats, rates, advance,
+                                args.channels_last):
                 sweep.append((shape[2] * shape[3], t))
 
-    title = (f"{device.type}, {args.dtype}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+    layout = "channels_last" if args.channels_last else "contiguous (NCHW)"
+    title = (f"{device.type}, {args.dtype} {layout} inputs, {torch.get_num_threads()} threads, torch {torch.__version__}; "
              f"sgemm {rates[0]:.0f} GFLOP/s, copy {rates[1]:.0f} GB/s; median of {args.repeats} after {args.warmup} warm-up")
     _print_table(results + [t for _, t in sweep], title)
     if args.json:
-        payload = {"title": title, "gemm_gflops": rates[0], "copy_gbs": rates[1],
+        payload = {"title": title, "gemm_gflops": rates[0], "copy_gbs": rates[1], "channels_last": args.channels_last,
                    "timings": [dict(dataclasses.asdict(t), ratio=t.ratio) for t in results + [t for _, t in sweep]]}
         text = json.dumps(payload, indent=2)
         if args.json == "-":
