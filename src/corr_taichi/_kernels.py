@@ -1,4 +1,5 @@
-"""Taichi kernels: the forward correlation, the two input gradients and the kernel-window sums.
+"""Taichi kernels for the CPU backend: the forward correlation, the two input gradients and the
+kernel-window sums (the GPU kernels are in :mod:`._gpu_kernels`; the window sums serve both).
 
 Layouts: inputs and input gradients are channels-last ``(B, H, W, C)`` so that the innermost loop
 walks contiguous channels (LLVM vectorises it); the output is ``(B, PH, PW, oH, oW)``.  The geometry
@@ -302,84 +303,3 @@ def grad_input2(
                                     k += T
             for c in range(n):
                 grad2[b, y, x, c0 + c] = acc[c]
-
-
-# --------------------------------------------------------------------------------------------------
-# GPU backends (CUDA, Vulkan, Metal, OpenGL): one thread per output / gradient element on NCHW
-# tensors, so that neighbouring threads (neighbouring columns) read neighbouring addresses.  No
-# backend-specific features: the same code runs on every GPU Taichi targets, and on lavapipe in CI.
-
-
-@ti.kernel
-def forward_gpu(
-    x1: ti.types.ndarray(ndim=4),
-    x2: ti.types.ndarray(ndim=4),
-    out: ti.types.ndarray(ndim=1),
-    g: GeometryStruct,
-    scale: ti.f64,
-    acc_t: ti.template(),
-):
-    """``out`` flattened ``(B, PH, PW, oH, oW)``; ``x1``, ``x2`` are ``(B, C, H, W)``."""
-    channels, height, width = x1.shape[1], x1.shape[2], x1.shape[3]
-    for b, ph, pw, h, w in ti.ndrange(x1.shape[0], g.patch_h, g.patch_w, g.out_h, g.out_w):
-        shift_h = g.first_h + ph * g.patch_dilation_h
-        shift_w = g.first_w + pw * g.patch_dilation_w
-        total = ti.cast(0, acc_t)
-        for i, j in ti.ndrange(g.kernel_h, g.kernel_w):
-            y1 = h * g.stride_h + g.origin_h + i * g.dilation_h
-            xa = w * g.stride_w + g.origin_w + j * g.dilation_w
-            y2, xb = y1 + shift_h, xa + shift_w
-            if 0 <= y1 < height and 0 <= y2 < height and 0 <= xa < width and 0 <= xb < width:
-                for c in range(channels):
-                    total += ti.cast(x1[b, c, y1, xa], acc_t) * ti.cast(x2[b, c, y2, xb], acc_t)
-        out[_flat(g, b, ph, pw, h, w)] = total * ti.cast(scale, acc_t)
-
-
-@ti.kernel
-def grad_input1_gpu(
-    grad_out: ti.types.ndarray(ndim=1),
-    x2: ti.types.ndarray(ndim=4),
-    grad1: ti.types.ndarray(ndim=4),
-    g: GeometryStruct,
-    scale: ti.f64,
-    acc_t: ti.template(),
-):
-    """``grad1[b, c, y, x]``, all ``(B, C, H, W)``."""
-    height, width = x2.shape[2], x2.shape[3]
-    for b, c, y, x in ti.ndrange(x2.shape[0], x2.shape[1], height, width):
-        total = ti.cast(0, acc_t)
-        for ph, i in ti.ndrange(g.patch_h, g.kernel_h):
-            y2 = y + g.first_h + ph * g.patch_dilation_h
-            h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
-            if 0 <= y2 < height and h >= 0:
-                for pw, j in ti.ndrange(g.patch_w, g.kernel_w):
-                    xb = x + g.first_w + pw * g.patch_dilation_w
-                    w = _output_index(x, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
-                    if 0 <= xb < width and w >= 0:
-                        total += ti.cast(grad_out[_flat(g, b, ph, pw, h, w)], acc_t) * ti.cast(x2[b, c, y2, xb], acc_t)
-        grad1[b, c, y, x] = total * ti.cast(scale, acc_t)
-
-
-@ti.kernel
-def grad_input2_gpu(
-    grad_out: ti.types.ndarray(ndim=1),
-    x1: ti.types.ndarray(ndim=4),
-    grad2: ti.types.ndarray(ndim=4),
-    g: GeometryStruct,
-    scale: ti.f64,
-    acc_t: ti.template(),
-):
-    """``grad2[b, c, y, x]``, all ``(B, C, H, W)``."""
-    height, width = x1.shape[2], x1.shape[3]
-    for b, c, y, x in ti.ndrange(x1.shape[0], x1.shape[1], height, width):
-        total = ti.cast(0, acc_t)
-        for ph, i in ti.ndrange(g.patch_h, g.kernel_h):
-            y1 = y - g.first_h - ph * g.patch_dilation_h
-            h = _output_index(y1, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
-            if 0 <= y1 < height and h >= 0:
-                for pw, j in ti.ndrange(g.patch_w, g.kernel_w):
-                    xa = x - g.first_w - pw * g.patch_dilation_w
-                    w = _output_index(xa, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
-                    if 0 <= xa < width and w >= 0:
-                        total += ti.cast(grad_out[_flat(g, b, ph, pw, h, w)], acc_t) * ti.cast(x1[b, c, y1, xa], acc_t)
-        grad2[b, c, y, x] = total * ti.cast(scale, acc_t)

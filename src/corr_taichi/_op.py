@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from . import _kernels
+from . import _gpu_kernels, _kernels
 from ._geometry import Geometry
 from ._runtime import current_arch_name, ensure_runtime, ti, usable
 from .reference import correlation_from_geometry
@@ -96,18 +96,27 @@ def _launch(device: torch.device):
         yield torch.device("cpu"), arch in ("x64", "arm64")
 
 
+def _kernel_for(name: str, g: Geometry, partner: Tensor, cpu_kernels: bool):
+    """The Taichi kernel ``name`` (``forward``, ``grad_input1``, ``grad_input2``) for this backend and
+    call: the CPU kernels on channels-last tensors, else the GPU kernels on NCHW ``partner``-shaped
+    tensors, tiled where the geometry allows."""
+    if cpu_kernels:
+        return getattr(_kernels, name)
+    variant = "tiled" if _gpu_kernels.tiled(g, *partner.shape) else "simple"
+    return getattr(_gpu_kernels, f"{name}_{variant}")
+
+
 def _forward_piece(a: Tensor, b: Tensor, out: Tensor, g: Geometry, scale: float, height: int, width: int,
                    cpu_kernels: bool) -> None:
     """``out`` (contiguous ``(B, PH, PW, oH, oW)``) from kernel-layout inputs of ``height`` x ``width``
     pixels, directly or as per-pixel products summed over each kernel window."""
-    correlate = _kernels.forward if cpu_kernels else _kernels.forward_gpu
     dtype = _TAICHI[out.dtype]
     gp = _product_geometry(g, height, width)
     if gp is None:
-        correlate(a, b, out.view(-1), _launch_struct(g), scale, dtype)
+        _kernel_for("forward", g, a, cpu_kernels)(a, b, out.view(-1), _launch_struct(g), scale, dtype)
         return
     products = torch.empty(gp.output_shape(out.shape[0]), dtype=out.dtype, device=out.device)
-    correlate(a, b, products.view(-1), _launch_struct(gp), 1.0, dtype)
+    _kernel_for("forward", gp, a, cpu_kernels)(a, b, products.view(-1), _launch_struct(gp), 1.0, dtype)
     _kernels.window_sum(products.view(-1), out.view(-1), height, width, _launch_struct(g), scale, dtype)
 
 
@@ -194,13 +203,11 @@ def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry
                                     device=grad_out.device).view(-1)
         _kernels.window_sum_grad(flat, grad_products, height, width, _launch_struct(g), scale, dtype)
         flat, g, scale = grad_products, gp, 1.0
-    kernels = ((_kernels.grad_input1, _kernels.grad_input2) if cpu_kernels
-               else (_kernels.grad_input1_gpu, _kernels.grad_input2_gpu))
-    for kernel, partner, target in zip(kernels, partners, targets):
+    for name, partner, target in zip(("grad_input1", "grad_input2"), partners, targets):
         if target is None:
             continue
         result = torch.empty_like(target) if accumulate else target
-        kernel(flat, partner, result, _launch_struct(g), scale, dtype)
+        _kernel_for(name, g, partner, cpu_kernels)(flat, partner, result, _launch_struct(g), scale, dtype)
         if accumulate:
             target += result
 
