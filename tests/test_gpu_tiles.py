@@ -6,6 +6,8 @@ On the CPU backend these shapes test the CPU kernels; in the Vulkan pass (``scri
 they test the tiled and simple GPU kernels, and the test also checks which of the two ran.
 """
 
+import random
+
 import pytest
 import torch
 
@@ -98,3 +100,40 @@ def test_tile_and_chunk_boundaries_match_reference(cfg, shape, variant, dtype, m
         assert ran == ["forward", "grad_input1", "grad_input2"]
     else:
         assert ran == [f"forward_{variant}", f"grad_input1_{variant}", f"grad_input2_{variant}"]
+
+
+def _random_call(seed: int):
+    """A random single-tap or windowed parameter set on an image wide enough for the tiled kernels."""
+    r = random.Random(seed)
+
+    def maybe_pair(lo, hi):
+        return r.randint(lo, hi) if r.random() < 0.5 else (r.randint(lo, hi), r.randint(lo, hi))
+
+    while True:
+        cfg = dict(kernel_size=maybe_pair(1, 3) if r.random() < 0.3 else 1, patch_size=maybe_pair(1, 23),
+                   stride=maybe_pair(1, 2), padding=maybe_pair(0, 3), dilation_patch=maybe_pair(1, 4))
+        shape = (r.randint(1, 2), r.randint(8, 40), r.randint(2, 7), r.randint(16, 90))
+        try:
+            _geometry.sampler_geometry(shape[2], shape[3], **cfg)
+        except ValueError:
+            continue
+        return cfg, shape, r.choice([torch.float32, torch.float64, torch.float16, torch.bfloat16])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_wide_calls_match_reference(seed):
+    cfg, shape, dtype = _random_call(seed)
+    x1 = randn(*shape, seed=seed).to(dtype).requires_grad_()
+    x2 = randn(*shape, seed=seed + 100).to(dtype).requires_grad_()
+    out = corr_taichi.correlation(x1, x2, **cfg)
+    grad_out = randn(*out.shape, seed=seed + 200).to(dtype)
+    got = (out, *torch.autograd.grad(out, (x1, x2), grad_out))
+
+    r1, r2 = (x.detach().double().requires_grad_() for x in (x1, x2))
+    expected = reference.correlation(r1, r2, **cfg)
+    expected = (expected, *torch.autograd.grad(expected, (r1, r2), grad_out.double()))
+    # relative to the largest magnitude: half-precision inputs are rounded, the sums are float32
+    tol = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 2e-2}[dtype]
+    for x, y in zip(got, expected):
+        assert x.dtype == dtype
+        assert (x.double() - y).abs().max() <= tol * (1 + y.abs().max())
