@@ -11,7 +11,8 @@ Two families, the same arithmetic:
   gathers of the same shape (one block owns a tile of gradient columns x a chunk of channels and
   walks every displacement that reads them): no atomics, deterministic.
 * **Simple** (any geometry): one thread per output or gradient element, reading global memory.  Used
-  where a tile does not fit (several kernel taps at a stride, very wide patch dilations).
+  where a tile does not fit (several kernel taps at a stride, very wide patch dilations) and for calls
+  too small to fill one (see :func:`tiled`).
 
 Shared memory and block barriers exist on every GPU backend Taichi has, so the same code runs on
 CUDA and on Vulkan (lavapipe in CI).  The loops launch whole blocks only: a barrier is reached by
