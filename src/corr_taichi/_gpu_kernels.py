@@ -14,8 +14,8 @@ Two families, the same arithmetic:
   where a tile does not fit (several kernel taps at a stride, very wide patch dilations) and for calls
   too small to fill one (see :func:`tiled`).
 
-Shared memory and block barriers exist on every GPU backend Taichi has, so the same code runs on
-CUDA and on Vulkan (lavapipe in CI).  The loops launch whole blocks only: a barrier is reached by
+Taichi exposes block shared memory and barriers on CUDA and on its SPIR-V backends, so the same code
+serves CUDA and Vulkan (tested on lavapipe in CI; Metal and OpenGL are untested).  The loops launch whole blocks only: a barrier is reached by
 every thread of a block or by none, and every branch around one depends on the block, not the thread.
 """
 
