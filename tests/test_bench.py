@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from corr_taichi import bench
+from corr_taichi import _gpu_kernels, _op, bench
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -29,3 +29,44 @@ def test_bench_json_reports_both_passes_of_each_implementation(tmp_path, channel
 def test_bench_refuses_an_empty_run():
     with pytest.raises(SystemExit):
         bench.main(["--configs"])
+
+
+def test_simple_kernel_family_is_timed_with_the_tiled_kernels_off(tmp_path, monkeypatch):
+    """``corr_taichi_simple`` runs every call (forward and backward) with the tiled GPU kernels off, and
+    only those calls."""
+    seen = []  # at each forward call and each backward kernel choice: were the tiled kernels off?
+    correlation = bench.correlation
+
+    def recording(*args, **kwargs):
+        seen.append(_gpu_kernels._simple_only)
+        return correlation(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "correlation", recording)
+    monkeypatch.setattr(_op, "_kernel_for", _spy(_op._kernel_for, seen))
+    path = tmp_path / "timings.json"
+    argv = ["--configs", "--shape", "1,3,5,6", "--params", '{"patch_size": 3}', "--impl", "corr_taichi_simple",
+            "corr_taichi", "--warmup", "1", "--repeats", "1", "--json", str(path)]
+    assert bench.main(argv) == 0
+    impls = [t["impl"] for t in json.loads(path.read_text())["timings"]]
+    assert impls == ["corr_taichi_simple"] * 2 + ["corr_taichi"] * 2
+    half = len(seen) // 2
+    assert len(seen) == 2 * half and seen == [True] * half + [False] * half
+    assert not _gpu_kernels._simple_only
+
+
+def _spy(kernel_for, seen):
+    def spy(name, *args):
+        if name != "forward":
+            seen.append(_gpu_kernels._simple_only)
+        return kernel_for(name, *args)
+    return spy
+
+
+def test_simple_kernels_only_restores_the_choice():
+    g = bench.sampler_geometry(8, 40, patch_size=9)
+    assert _gpu_kernels.tiled(g, 1, 16, 8, 40)
+    with pytest.raises(RuntimeError):
+        with _gpu_kernels.simple_kernels_only():
+            assert not _gpu_kernels.tiled(g, 1, 16, 8, 40)
+            raise RuntimeError
+    assert _gpu_kernels.tiled(g, 1, 16, 8, 40)

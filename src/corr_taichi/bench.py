@@ -13,6 +13,7 @@ the forward's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import statistics
@@ -22,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from . import reference
+from . import _gpu_kernels, reference
 from ._geometry import sampler_geometry
 from ._progress import progress_bar
 from .functional import correlation
@@ -54,8 +55,16 @@ def _sampler() -> Callable | None:
 def implementations(one_d: bool = False) -> dict[str, Callable | None]:
     """The implementations of the 2-D op, or of the 1-D op (which spatial_correlation_sampler lacks)."""
     if one_d:
-        return {"corr_taichi": correlation1d, "pytorch": reference.correlation1d, "sampler": None}
-    return {"corr_taichi": correlation, "pytorch": reference.correlation, "sampler": _sampler()}
+        return {"corr_taichi": correlation1d, "corr_taichi_simple": correlation1d,
+                "pytorch": reference.correlation1d, "sampler": None}
+    return {"corr_taichi": correlation, "corr_taichi_simple": correlation, "pytorch": reference.correlation,
+            "sampler": _sampler()}
+
+
+def _kernel_family(impl: str):
+    """``corr_taichi_simple`` is this layer restricted to its simple GPU kernels (the same as
+    ``corr_taichi`` on the CPU backend), to compare them with the tiled ones on a GPU."""
+    return _gpu_kernels.simple_kernels_only() if impl == "corr_taichi_simple" else contextlib.nullcontext()
 
 
 @dataclasses.dataclass
@@ -127,11 +136,13 @@ def run_config(name, shape, params, impls, device, dtype, warmup, repeats, rates
         fn = implementations(name in ONE_D)[impl_name]
         if fn is None:
             continue
-        with torch.no_grad():
-            fwd = _measure(lambda: fn(x1, x2, **params), device, warmup, repeats)
-        out = fn(x1, x2, **params)
-        grad = torch.randn_like(out)
-        bwd = _measure(lambda: torch.autograd.grad(out, (x1, x2), grad, retain_graph=True), device, warmup, repeats)
+        with _kernel_family(impl_name):
+            with torch.no_grad():
+                fwd = _measure(lambda: fn(x1, x2, **params), device, warmup, repeats)
+            out = fn(x1, x2, **params)
+            grad = torch.randn_like(out)
+            bwd = _measure(lambda: torch.autograd.grad(out, (x1, x2), grad, retain_graph=True), device, warmup,
+                           repeats)
         for pass_, times, floor in (("forward", fwd, floor_ms), ("backward", bwd, 2 * floor_ms)):
             med = statistics.median(times)
             work = flops if pass_ == "forward" else 2 * flops
@@ -147,9 +158,9 @@ def _print_table(results: list[Timing], title: str) -> None:
         from rich.table import Table
     except ImportError:
         print(title)
-        print(f"{'config':<10} {'impl':<12} {'pass':<9} {'median ms':>10} {'min-max ms':>17} {'GFLOP/s':>8} {'x floor':>8}")
+        print(f"{'config':<10} {'impl':<18} {'pass':<9} {'median ms':>10} {'min-max ms':>17} {'GFLOP/s':>8} {'x floor':>8}")
         for r in results:
-            print(f"{r.config:<10} {r.impl:<12} {r.pass_:<9} {r.median_ms:>10.1f} "
+            print(f"{r.config:<10} {r.impl:<18} {r.pass_:<9} {r.median_ms:>10.1f} "
                   f"{r.min_ms:>8.1f}-{r.max_ms:<8.1f} {r.gflops:>8.1f} {r.ratio:>8.2f}")
         return
     table = Table(title=title)
@@ -190,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", help="custom input shape B,C,H,W (adds a configuration 'custom')")
     parser.add_argument("--params", default="{}", help='custom parameters as JSON, e.g. \'{"patch_size": 9}\'')
     parser.add_argument("--impl", nargs="+", default=["corr_taichi", "pytorch", "sampler"],
-                        help="implementations: corr_taichi, pytorch, sampler")
+                        help="implementations: corr_taichi, pytorch, sampler, and corr_taichi_simple (this layer "
+                             "with its simple GPU kernels only, to compare with the tiled ones on a GPU)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--channels-last", action="store_true",
