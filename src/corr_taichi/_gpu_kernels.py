@@ -159,6 +159,35 @@ def forward_tiled(
 
 
 @ti.func
+def _grad_blocks(x: ti.template()):
+    """Blocks of a gradient launch on ``(B, C, H, W)`` tensors: (image, row, tile of columns, chunk of
+    channels)."""
+    tiles = (x.shape[3] + TILE_W - 1) // TILE_W
+    return x.shape[0] * x.shape[2] * tiles * ((x.shape[1] + GRAD_CHANNELS - 1) // GRAD_CHANNELS)
+
+
+@ti.func
+def _grad_block(index, x: ti.template()):
+    """``(b, y, x0, c0, tx, tc, t)`` of flat thread ``index`` of a gradient launch: the block's image,
+    row, first column and first channel; the thread's column and channel offsets and its index in the
+    block."""
+    block, t = _split(index, GRAD_BLOCK)
+    block, chunk_c = _split(block, (x.shape[1] + GRAD_CHANNELS - 1) // GRAD_CHANNELS)
+    block, tile = _split(block, (x.shape[3] + TILE_W - 1) // TILE_W)
+    b, y = _split(block, x.shape[2])
+    tc, tx = _split(t, TILE_W)
+    return b, y, tile * TILE_W, chunk_c * GRAD_CHANNELS, tx, tc, t
+
+
+@ti.func
+def _store_block(grad: ti.template(), acc: ti.template(), b, y, x, c, scale, acc_t: ti.template()):
+    """``grad[b, c + k * GRAD_THREADS_C, y, x] = scale * acc[k]`` inside the tensor."""
+    for k in ti.static(range(GRAD_PER_THREAD)):
+        if x < grad.shape[3] and c + k * GRAD_THREADS_C < grad.shape[1]:
+            grad[b, c + k * GRAD_THREADS_C, y, x] = acc[k] * ti.cast(scale, acc_t)
+
+
+@ti.func
 def _load_partner_band(rows: ti.template(), src: ti.template(), b, c0, y, x0, t, threads: ti.template(), acc_t: ti.template()):
     """``rows[cc, u] = src[b, c0 + cc, y, x0 + u]`` (zero outside the image or past the channels)."""
     channels, width = src.shape[1], src.shape[3]
@@ -182,20 +211,12 @@ def grad_input1_tiled(
     """``grad1[b, c, y, x] = scale * sum grad_out[b, ph, pw, h, w] * x2[b, c, y2, x + su]`` for the output
     pixel ``(h, w)`` at ``(y, x)``.  One block per (image, row, tile of columns, chunk of channels);
     thread ``(tx, tc)`` owns column ``tx`` and channels ``tc, tc + GRAD_THREADS_C, ...``."""
-    channels, height, width = x2.shape[1], x2.shape[2], x2.shape[3]
+    height, width = x2.shape[2], x2.shape[3]
     threads = ti.static(GRAD_BLOCK)
-    tiles = (width + TILE_W - 1) // TILE_W
-    chunks_c = (channels + GRAD_CHANNELS - 1) // GRAD_CHANNELS
     chunks_p = (g.patch_w + PATCH_CHUNK - 1) // PATCH_CHUNK
-    blocks = x2.shape[0] * height * tiles * chunks_c
     ti.loop_config(block_dim=threads)
-    for index in range(blocks * threads):
-        block, t = _split(index, threads)
-        block, chunk_c = _split(block, chunks_c)
-        block, tile = _split(block, tiles)
-        b, y = _split(block, height)
-        tc, tx = _split(t, TILE_W)
-        x0, c0 = tile * TILE_W, chunk_c * GRAD_CHANNELS
+    for index in range(_grad_blocks(x2) * threads):
+        b, y, x0, c0, tx, tc, t = _grad_block(index, x2)
         h = _output_index(y, g.origin_h, 0, 1, g.stride_h, g.out_h)
 
         weights = ti.simt.block.SharedArray((PATCH_CHUNK, TILE_W), acc_t)
@@ -221,11 +242,7 @@ def grad_input1_tiled(
                     for k in ti.static(range(GRAD_PER_THREAD)):
                         acc[k] += weight * rows[tc + k * GRAD_THREADS_C, u]
                 ti.simt.block.sync()
-        x = x0 + tx
-        for k in ti.static(range(GRAD_PER_THREAD)):
-            c = c0 + tc + k * GRAD_THREADS_C
-            if x < width and c < channels:
-                grad1[b, c, y, x] = acc[k] * ti.cast(scale, acc_t)
+        _store_block(grad1, acc, b, y, x0 + tx, c0 + tc, scale, acc_t)
 
 
 @ti.kernel
@@ -240,21 +257,13 @@ def grad_input2_tiled(
     """``grad2[b, c, y, x] = scale * sum grad_out[b, ph, pw, h, w] * x1[b, c, y - sv, x - su]`` for the
     output pixel ``(h, w)`` at the partner ``(y - sv, x - su)``.  Blocks and threads as in
     :func:`grad_input1_tiled`; displacement ``pw0 + j`` reads band column ``tx + (PATCH_CHUNK - 1 - j) * dp``."""
-    channels, height, width = x1.shape[1], x1.shape[2], x1.shape[3]
+    height, width = x1.shape[2], x1.shape[3]
     threads = ti.static(GRAD_BLOCK)
-    tiles = (width + TILE_W - 1) // TILE_W
-    chunks_c = (channels + GRAD_CHANNELS - 1) // GRAD_CHANNELS
     chunks_p = (g.patch_w + PATCH_CHUNK - 1) // PATCH_CHUNK
-    blocks = x1.shape[0] * height * tiles * chunks_c
     dp = g.patch_dilation_w
     ti.loop_config(block_dim=threads)
-    for index in range(blocks * threads):
-        block, t = _split(index, threads)
-        block, chunk_c = _split(block, chunks_c)
-        block, tile = _split(block, tiles)
-        b, y = _split(block, height)
-        tc, tx = _split(t, TILE_W)
-        x0, c0 = tile * TILE_W, chunk_c * GRAD_CHANNELS
+    for index in range(_grad_blocks(x1) * threads):
+        b, y, x0, c0, tx, tc, t = _grad_block(index, x1)
 
         weights = ti.simt.block.SharedArray((PATCH_CHUNK, TILE_W), acc_t)
         rows = ti.simt.block.SharedArray((GRAD_CHANNELS, BAND), acc_t)
@@ -281,11 +290,7 @@ def grad_input2_tiled(
                     for k in ti.static(range(GRAD_PER_THREAD)):
                         acc[k] += weight * rows[tc + k * GRAD_THREADS_C, u]
                 ti.simt.block.sync()
-        x = x0 + tx
-        for k in ti.static(range(GRAD_PER_THREAD)):
-            c = c0 + tc + k * GRAD_THREADS_C
-            if x < width and c < channels:
-                grad2[b, c, y, x] = acc[k] * ti.cast(scale, acc_t)
+        _store_block(grad2, acc, b, y, x0 + tx, c0 + tc, scale, acc_t)
 
 
 # ----------------------------------------------------------------------------------------- simple
