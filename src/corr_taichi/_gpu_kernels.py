@@ -199,6 +199,19 @@ def _load_partner_band(rows: ti.template(), src: ti.template(), b, c0, y, x0, t,
         rows[cc, u] = value
 
 
+@ti.func
+def _accumulate_band(acc: ti.template(), weights: ti.template(), rows: ti.template(), tx, tc, first, step):
+    """Once the block has filled ``weights`` and ``rows``: ``acc[k] += sum_j weights[j, tx] *
+    rows[tc + k * GRAD_THREADS_C, first + j * step]``, between two barriers (the second keeps the shared
+    arrays until every thread has read them)."""
+    ti.simt.block.sync()
+    for j in range(PATCH_CHUNK):
+        weight = weights[j, tx]
+        for k in ti.static(range(GRAD_PER_THREAD)):
+            acc[k] += weight * rows[tc + k * GRAD_THREADS_C, first + j * step]
+    ti.simt.block.sync()
+
+
 @ti.kernel
 def grad_input1_tiled(
     grad_out: ti.types.ndarray(ndim=1),
@@ -235,13 +248,7 @@ def grad_input1_tiled(
                     weights[j, col] = value
                 xb0 = x0 + g.first_w + pw0 * g.patch_dilation_w
                 _load_partner_band(rows, x2, b, c0, y2, xb0, t, threads, acc_t)
-                ti.simt.block.sync()
-                for j in range(PATCH_CHUNK):
-                    weight = weights[j, tx]
-                    u = tx + j * g.patch_dilation_w
-                    for k in ti.static(range(GRAD_PER_THREAD)):
-                        acc[k] += weight * rows[tc + k * GRAD_THREADS_C, u]
-                ti.simt.block.sync()
+                _accumulate_band(acc, weights, rows, tx, tc, tx, g.patch_dilation_w)
         _store_block(grad1, acc, b, y, x0 + tx, c0 + tc, scale, acc_t)
 
 
@@ -256,7 +263,8 @@ def grad_input2_tiled(
 ):
     """``grad2[b, c, y, x] = scale * sum grad_out[b, ph, pw, h, w] * x1[b, c, y - sv, x - su]`` for the
     output pixel ``(h, w)`` at the partner ``(y - sv, x - su)``.  Blocks and threads as in
-    :func:`grad_input1_tiled`; displacement ``pw0 + j`` reads band column ``tx + (PATCH_CHUNK - 1 - j) * dp``."""
+    :func:`grad_input1_tiled`; displacement ``pw0 + j`` reads band column ``tx + (PATCH_CHUNK - 1 - j) * dp``
+    (grad_input1: ``tx + j * dp``)."""
     height, width = x1.shape[2], x1.shape[3]
     threads = ti.static(GRAD_BLOCK)
     chunks_p = (g.patch_w + PATCH_CHUNK - 1) // PATCH_CHUNK
@@ -283,13 +291,7 @@ def grad_input2_tiled(
                     weights[j, col] = value
                 xa0 = x0 - g.first_w - (pw0 + PATCH_CHUNK - 1) * dp
                 _load_partner_band(rows, x1, b, c0, y1, xa0, t, threads, acc_t)
-                ti.simt.block.sync()
-                for j in range(PATCH_CHUNK):
-                    weight = weights[j, tx]
-                    u = tx + (PATCH_CHUNK - 1 - j) * dp
-                    for k in ti.static(range(GRAD_PER_THREAD)):
-                        acc[k] += weight * rows[tc + k * GRAD_THREADS_C, u]
-                ti.simt.block.sync()
+                _accumulate_band(acc, weights, rows, tx, tc, tx + (PATCH_CHUNK - 1) * dp, -dp)
         _store_block(grad2, acc, b, y, x0 + tx, c0 + tc, scale, acc_t)
 
 
