@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import corr_taichi
 from corr_taichi import _kernels, reference
+from corr_taichi._runtime import ti
 
 
 def _pair(seed, shape=(2, 5, 9, 10), dtype=torch.float32, requires_grad=False):
@@ -37,8 +38,10 @@ def test_forward_and_backward_bitwise_deterministic():
 
 
 def _compiled_instances():
-    kernels = (_kernels.forward, _kernels.grad_input1, _kernels.grad_input2, _kernels.window_sum,
-               _kernels.window_sum_grad)
+    kernels = [_kernels.window_sum, _kernels.window_sum_grad]
+    for dtype in (ti.f32, ti.f64):  # the correlation kernels are built per dtype
+        family = _kernels.correlation_kernels(dtype)
+        kernels += [family.forward, family.grad_input1, family.grad_input2]
     return sum(len(k._primal.compiled_kernels) for k in kernels)
 
 
@@ -56,7 +59,7 @@ def test_kernel_instances_do_not_grow_with_shapes_or_parameters():
     """Taichi compiles per dtype (and a few layout variants), never per shape or parameter set."""
     _many_calls(0)
     settled = _compiled_instances()
-    assert settled <= 5 * 2 * 2  # 5 kernels x (float32, float64) x Taichi's layout variants
+    assert settled <= 10 * 2  # (2 window kernels + 3 correlation kernels) x 2 dtypes x Taichi's layout variants
     _many_calls(100)
     assert _compiled_instances() == settled
 

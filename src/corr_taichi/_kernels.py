@@ -1,35 +1,45 @@
 """Taichi kernels for the CPU backend: the forward correlation, the two input gradients and the
 kernel-window sums (the GPU kernels are in :mod:`._gpu_kernels`; the window sums serve both).
 
-Layouts: inputs and input gradients are channels-last ``(B, H, W, C)`` so that the innermost loop
-walks contiguous channels (LLVM vectorises it); the output is ``(B, PH, PW, oH, oW)``.  The geometry
-arrives as a struct of runtime ints, so a kernel is compiled once per dtype, never per shape or
-parameter set.
+Layouts: inputs and input gradients are channels-last ``(B, H, W, C)`` with the channels padded with
+zeros to a multiple of ``LANES`` and read as vectors of ``LANES`` channels: ``(B, H, W, C / LANES)``
+ndarrays of ``LANES``-vectors.  The output is ``(B, PH, PW, oH, oW)``.  The geometry arrives as a
+struct of runtime ints, so a kernel is compiled once per dtype, never per shape or parameter set.
 
-Speed comes from two ideas:
+Speed comes from three ideas:
 
+* Vectors of ``LANES`` channels are the unit of every load and multiply-add, and accumulators are
+  matrices held in registers.  With the runtime started with ``real_matrix_scalarize=False`` (as
+  :mod:`._runtime` does on the CPU) Taichi hands them to LLVM as vector types, which become full-width
+  SIMD whatever CPU model LLVM believes it compiles for (Taichi 1.7's LLVM treats CPUs newer than
+  itself as a generic x86-64 and vectorises scalar loops only 4 floats wide).
 * Tiles of up to ``TILES[0]`` displacements along a patch row share each loaded ``input1`` vector
-  (forward) or each read-modify-write of the gradient row (backward), so one memory access feeds
-  several fused multiply-adds.
+  (forward) or each gradient accumulator (backward), so one memory access feeds several fused
+  multiply-adds.
 * Along a patch row the displacements whose partner pixel lies inside the image form an interval
   (an arithmetic progression in the strided ``grad_input2`` case), computed up front: no work and no
   bounds test is spent on pixels outside the image.
 
-* With a kernel window of several taps the op usually computes per-pixel products once (a single-tap
-  correlation at every pixel) and sums them over each window with :func:`window_sum`: neighbouring
-  windows share most taps, so this costs one dot product per pixel and displacement instead of one per
-  tap and output pixel.
+With a kernel window of several taps the op usually computes per-pixel products once (a single-tap
+correlation at every pixel) and sums them over each window with :func:`window_sum`: neighbouring
+windows share most taps, so this costs one dot product per pixel and displacement instead of one per
+tap and output pixel.
 
 The backward is written as gathers: each gradient element is owned by one thread, which sums over
 every (displacement, kernel tap) that reads it.  No atomics, so results are deterministic.
 """
 
+import functools
+from types import SimpleNamespace
+
 from ._runtime import ti
 
+#: channels per vector: the unit of the kernels' loads and multiply-adds (512 bits of float32).
+LANES = 16
 #: displacement tile sizes, largest first; an interval is covered by the largest tiles that fit.
 TILES = (8, 4, 1)
-#: channels of one gradient pixel accumulated in registers/stack at a time by the backward kernels.
-CHUNK = 64
+#: channel vectors of one gradient pixel accumulated in registers at a time by the backward kernels.
+GROUPS = 16
 
 GeometryStruct = ti.types.struct(
     kernel_h=ti.i32, kernel_w=ti.i32, dilation_h=ti.i32, dilation_w=ti.i32,
@@ -74,76 +84,24 @@ def _inside(start: ti.i32, step: ti.i32, size: ti.i32, count: ti.i32):
 
 @ti.func
 def _dot_tile(x1: ti.template(), x2: ti.template(), b, y1, xa, y2, xb, step, T: ti.template(), acc_t: ti.template()):
-    """``acc[q] = <x1[b, y1, xa, :], x2[b, y2, xb + q*step, :]>`` for ``q < T``."""
-    acc = ti.Vector.zero(acc_t, T)
-    for c in range(x1.shape[3]):
-        a = ti.cast(x1[b, y1, xa, c], acc_t)
+    """``acc[q] = <x1[b, y1, xa, :], x2[b, y2, xb + q*step, :]>`` for ``q < T`` (sums over vectors)."""
+    acc = ti.Matrix.zero(acc_t, T, LANES)
+    for k in range(x1.shape[3]):
+        a = x1[b, y1, xa, k]
         for q in ti.static(range(T)):
-            acc[q] += a * ti.cast(x2[b, y2, xb + q * step, c], acc_t)
-    return acc
+            acc[q, :] += a * x2[b, y2, xb + q * step, k]
+    return ti.Vector([acc[q, :].sum() for q in ti.static(range(T))])
 
 
 @ti.func
-def _axpy_tile(acc: ti.template(), src: ti.template(), b, ys, xs, step, c0, n, weight, T: ti.template(), acc_t: ti.template()):
-    """``acc[:n] += sum_q weight[q] * src[b, ys, xs + q*step, c0:c0+n]`` for ``q < T``.
-
-    ``acc`` is a local array: LLVM keeps the ndarray pointers in registers and vectorises the loop
-    over channels, which it does not do when the loop stores straight into an ndarray."""
-    for c in range(n):
-        total = acc[c]
-        for q in ti.static(range(T)):
-            total += weight[q] * ti.cast(src[b, ys, xs + q * step, c0 + c], acc_t)
-        acc[c] = total
-
-
-@ti.kernel
-def forward(
-    x1: ti.types.ndarray(ndim=4),
-    x2: ti.types.ndarray(ndim=4),
-    out: ti.types.ndarray(ndim=1),
-    g: GeometryStruct,
-    scale: ti.f64,
-    acc_t: ti.template(),
-):
-    """``out`` is the flattened ``(B, PH, PW, oH, oW)`` output in the accumulator dtype; one task per
-    (batch, patch row, output row).  With a single kernel tap every output element is written once
-    (zeros where the partner pixel is outside the image); with several, the taps accumulate.
-    Flat indices keep the stores cheap: each ndarray store makes LLVM reload every ndarray's shape."""
-    height, width = x1.shape[1], x1.shape[2]
-    s = ti.cast(scale, acc_t)
-    plane = g.out_h * g.out_w
-    single_tap = g.kernel_h * g.kernel_w == 1
-    for b, ph, h in ti.ndrange(x1.shape[0], g.patch_h, g.out_h):
-        row = (b * g.patch_h + ph) * g.patch_w * plane + h * g.out_w  # out[b, ph, 0, h, 0]
-        shift_h = g.first_h + ph * g.patch_dilation_h
-        for w in range(g.out_w):
-            if not single_tap:
-                for pw in range(g.patch_w):
-                    out[row + pw * plane + w] = ti.cast(0, acc_t)
-            for i, j in ti.ndrange(g.kernel_h, g.kernel_w):
-                y1 = h * g.stride_h + g.origin_h + i * g.dilation_h
-                y2 = y1 + shift_h
-                xa = w * g.stride_w + g.origin_w + j * g.dilation_w
-                start = xa + g.first_w
-                pw, hi = 0, 0
-                if 0 <= y1 < height and 0 <= y2 < height and 0 <= xa < width:
-                    pw, hi = _inside(start, g.patch_dilation_w, width, g.patch_w)
-                if single_tap:
-                    for p in range(pw):
-                        out[row + p * plane + w] = ti.cast(0, acc_t)
-                    for p in range(hi, g.patch_w):
-                        out[row + p * plane + w] = ti.cast(0, acc_t)
-                for T in ti.static(TILES):
-                    while pw + T <= hi:
-                        acc = _dot_tile(x1, x2, b, y1, xa, y2, start + pw * g.patch_dilation_w,
-                                        g.patch_dilation_w, T, acc_t)
-                        for q in ti.static(range(T)):
-                            index = row + (pw + q) * plane + w
-                            if single_tap:
-                                out[index] = acc[q] * s
-                            else:
-                                out[index] += acc[q] * s
-                        pw += T
+def _axpy_tile(acc: ti.template(), src: ti.template(), b, ys, xs, step, k0, n, weight, T: ti.template()):
+    """``acc[k] += sum_q weight[q] * src[b, ys, xs + q*step, k0 + k]`` for ``k < n``, ``q < T``."""
+    for k in ti.static(range(GROUPS)):
+        if k < n:
+            total = acc[k, :]
+            for q in ti.static(range(T)):
+                total += weight[q] * src[b, ys, xs + q * step, k0 + k]
+            acc[k, :] = total
 
 
 @ti.kernel
@@ -207,99 +165,159 @@ def window_sum_grad(
                             grad_products[base + x] += value
 
 
-@ti.kernel
-def grad_input1(
-    grad_out: ti.types.ndarray(ndim=1),
-    x2: ti.types.ndarray(ndim=4),
-    grad1: ti.types.ndarray(ndim=4),
-    g: GeometryStruct,
-    scale: ti.f64,
-    acc_t: ti.template(),
-):
-    """``grad1[b, y, x, :] = scale * sum grad_out[b, ph, pw, h, w] * x2[b, y + su, x + sv, :]`` over the
-    (displacement, tap) pairs whose tap lands on ``(y, x)``; one task per input row, one chunk of
-    ``CHUNK`` channels of one pixel at a time."""
-    height, width, channels = x2.shape[1], x2.shape[2], x2.shape[3]
-    s = ti.cast(scale, acc_t)
-    for b, y in ti.ndrange(x2.shape[0], height):
-        for x, chunk in ti.ndrange(width, (channels + CHUNK - 1) // CHUNK):
-            c0 = chunk * CHUNK
-            n = ti.min(CHUNK, channels - c0)
-            acc = ti.Vector.zero(acc_t, CHUNK)
-            for ph, i in ti.ndrange(g.patch_h, g.kernel_h):
-                y2 = y + g.first_h + ph * g.patch_dilation_h
-                h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
-                if 0 <= y2 < height and h >= 0:
-                    for j in range(g.kernel_w):
-                        w = _output_index(x, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
-                        if w >= 0:
-                            start = x + g.first_w
-                            pw, hi = _inside(start, g.patch_dilation_w, width, g.patch_w)
-                            for T in ti.static(TILES):
-                                while pw + T <= hi:
-                                    weight = ti.Vector([ti.cast(grad_out[_flat(g, b, ph, pw + q, h, w)], acc_t) * s
-                                                        for q in ti.static(range(T))])
-                                    _axpy_tile(acc, x2, b, y2, start + pw * g.patch_dilation_w,
-                                               g.patch_dilation_w, c0, n, weight, T, acc_t)
-                                    pw += T
-            for c in range(n):
-                grad1[b, y, x, c0 + c] = acc[c]
+@functools.cache
+def correlation_kernels(dtype) -> SimpleNamespace:
+    """The forward and the two gradient kernels for inputs of Taichi scalar type ``dtype`` (``ti.f32``
+    or ``ti.f64``; ``acc_t`` must be the same): an ndarray's vector type is part of its annotation,
+    so each dtype gets its own three kernels, built once."""
+    vectors = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
+
+    @ti.kernel
+    def forward(
+        x1: vectors,
+        x2: vectors,
+        out: ti.types.ndarray(ndim=1),
+        g: GeometryStruct,
+        scale: ti.f64,
+        acc_t: ti.template(),
+    ):
+        """``out`` is the flattened ``(B, PH, PW, oH, oW)`` output in the accumulator dtype; one task per
+        (batch, patch row, output row).  With a single kernel tap every output element is written once
+        (zeros where the partner pixel is outside the image); with several, the taps accumulate.
+        Flat indices keep the stores cheap: each ndarray store makes LLVM reload every ndarray's shape."""
+        height, width = x1.shape[1], x1.shape[2]
+        s = ti.cast(scale, acc_t)
+        plane = g.out_h * g.out_w
+        single_tap = g.kernel_h * g.kernel_w == 1
+        for b, ph, h in ti.ndrange(x1.shape[0], g.patch_h, g.out_h):
+            row = (b * g.patch_h + ph) * g.patch_w * plane + h * g.out_w  # out[b, ph, 0, h, 0]
+            shift_h = g.first_h + ph * g.patch_dilation_h
+            for w in range(g.out_w):
+                if not single_tap:
+                    for pw in range(g.patch_w):
+                        out[row + pw * plane + w] = ti.cast(0, acc_t)
+                for i, j in ti.ndrange(g.kernel_h, g.kernel_w):
+                    y1 = h * g.stride_h + g.origin_h + i * g.dilation_h
+                    y2 = y1 + shift_h
+                    xa = w * g.stride_w + g.origin_w + j * g.dilation_w
+                    start = xa + g.first_w
+                    pw, hi = 0, 0
+                    if 0 <= y1 < height and 0 <= y2 < height and 0 <= xa < width:
+                        pw, hi = _inside(start, g.patch_dilation_w, width, g.patch_w)
+                    if single_tap:
+                        for p in range(pw):
+                            out[row + p * plane + w] = ti.cast(0, acc_t)
+                        for p in range(hi, g.patch_w):
+                            out[row + p * plane + w] = ti.cast(0, acc_t)
+                    for T in ti.static(TILES):
+                        while pw + T <= hi:
+                            acc = _dot_tile(x1, x2, b, y1, xa, y2, start + pw * g.patch_dilation_w,
+                                            g.patch_dilation_w, T, acc_t)
+                            for q in ti.static(range(T)):
+                                index = row + (pw + q) * plane + w
+                                if single_tap:
+                                    out[index] = acc[q] * s
+                                else:
+                                    out[index] += acc[q] * s
+                            pw += T
+
+    @ti.kernel
+    def grad_input1(
+        grad_out: ti.types.ndarray(ndim=1),
+        x2: vectors,
+        grad1: vectors,
+        g: GeometryStruct,
+        scale: ti.f64,
+        acc_t: ti.template(),
+    ):
+        """``grad1[b, y, x, :] = scale * sum grad_out[b, ph, pw, h, w] * x2[b, y + su, x + sv, :]`` over the
+        (displacement, tap) pairs whose tap lands on ``(y, x)``; one task per input row, one chunk of
+        ``GROUPS`` channel vectors of one pixel at a time."""
+        height, width, groups = x2.shape[1], x2.shape[2], x2.shape[3]
+        s = ti.cast(scale, acc_t)
+        for b, y in ti.ndrange(x2.shape[0], height):
+            for x, chunk in ti.ndrange(width, (groups + GROUPS - 1) // GROUPS):
+                k0 = chunk * GROUPS
+                n = ti.min(GROUPS, groups - k0)
+                acc = ti.Matrix.zero(acc_t, GROUPS, LANES)
+                for ph, i in ti.ndrange(g.patch_h, g.kernel_h):
+                    y2 = y + g.first_h + ph * g.patch_dilation_h
+                    h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+                    if 0 <= y2 < height and h >= 0:
+                        for j in range(g.kernel_w):
+                            w = _output_index(x, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
+                            if w >= 0:
+                                start = x + g.first_w
+                                pw, hi = _inside(start, g.patch_dilation_w, width, g.patch_w)
+                                for T in ti.static(TILES):
+                                    while pw + T <= hi:
+                                        weight = ti.Vector([ti.cast(grad_out[_flat(g, b, ph, pw + q, h, w)], acc_t) * s
+                                                            for q in ti.static(range(T))])
+                                        _axpy_tile(acc, x2, b, y2, start + pw * g.patch_dilation_w,
+                                                   g.patch_dilation_w, k0, n, weight, T)
+                                        pw += T
+                for k in ti.static(range(GROUPS)):
+                    if k < n:
+                        grad1[b, y, x, k0 + k] = acc[k, :]
 
 
-@ti.kernel
-def grad_input2(
-    grad_out: ti.types.ndarray(ndim=1),
-    x1: ti.types.ndarray(ndim=4),
-    grad2: ti.types.ndarray(ndim=4),
-    g: GeometryStruct,
-    scale: ti.f64,
-    acc_t: ti.template(),
-):
-    """``grad2[b, y, x, :] = scale * sum grad_out[b, ph, pw, h, w] * x1[b, y - su, x - sv, :]``; one task per
-    input row.  With a column stride, the displacements whose partner is an output pixel form an
-    arithmetic progression of step ``period``."""
-    height, width, channels = x1.shape[1], x1.shape[2], x1.shape[3]
-    s = ti.cast(scale, acc_t)
-    dp = g.patch_dilation_w
-    period = 1  # smallest period with period * dp divisible by stride_w
-    while (period * dp) % g.stride_w != 0:
-        period += 1
-    w_step = period * dp // g.stride_w
-    for b, y in ti.ndrange(x1.shape[0], height):
-        for x, chunk in ti.ndrange(width, (channels + CHUNK - 1) // CHUNK):
-            c0 = chunk * CHUNK
-            n = ti.min(CHUNK, channels - c0)
-            acc = ti.Vector.zero(acc_t, CHUNK)
-            for ph, i in ti.ndrange(g.patch_h, g.kernel_h):
-                y1 = y - g.first_h - ph * g.patch_dilation_h
-                h = _output_index(y1, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
-                if 0 <= y1 < height and h >= 0:
-                    for j in range(g.kernel_w):
-                        # Partner column of displacement pw: x1 = top - pw*dp; its output column
-                        # w = (x1 - base) / stride_w must be a whole number in [0, out_w).
-                        top = x - g.first_w
-                        base = g.origin_w + j * g.dilation_w
-                        lo, hi = _inside(width - 1 - top, dp, width, g.patch_w)  # 0 <= x1 < width
-                        lo2, hi2 = _inside(
-                            (g.out_w - 1) * g.stride_w + base - top, dp, g.out_w * g.stride_w, g.patch_w
-                        )  # base <= x1 < base + out_w * stride_w
-                        pw = ti.max(lo, lo2)
-                        hi = ti.min(hi, hi2)
-                        limit = ti.min(hi, pw + period)
-                        while pw < limit and (top - pw * dp - base) % g.stride_w != 0:
-                            pw += 1
-                        if pw < limit:
-                            count = (hi - pw + period - 1) // period
-                            k = 0
-                            for T in ti.static(TILES):
-                                while k + T <= count:
-                                    p0 = pw + k * period
-                                    w0 = (top - p0 * dp - base) // g.stride_w
-                                    weight = ti.Vector([
-                                        ti.cast(grad_out[_flat(g, b, ph, p0 + q * period, h, w0 - q * w_step)], acc_t) * s
-                                        for q in ti.static(range(T))
-                                    ])
-                                    _axpy_tile(acc, x1, b, y1, top - p0 * dp, -period * dp, c0, n, weight, T, acc_t)
-                                    k += T
-            for c in range(n):
-                grad2[b, y, x, c0 + c] = acc[c]
+    @ti.kernel
+    def grad_input2(
+        grad_out: ti.types.ndarray(ndim=1),
+        x1: vectors,
+        grad2: vectors,
+        g: GeometryStruct,
+        scale: ti.f64,
+        acc_t: ti.template(),
+    ):
+        """``grad2[b, y, x, :] = scale * sum grad_out[b, ph, pw, h, w] * x1[b, y - su, x - sv, :]``; one task per
+        input row.  With a column stride, the displacements whose partner is an output pixel form an
+        arithmetic progression of step ``period``."""
+        height, width, groups = x1.shape[1], x1.shape[2], x1.shape[3]
+        s = ti.cast(scale, acc_t)
+        dp = g.patch_dilation_w
+        period = 1  # smallest period with period * dp divisible by stride_w
+        while (period * dp) % g.stride_w != 0:
+            period += 1
+        w_step = period * dp // g.stride_w
+        for b, y in ti.ndrange(x1.shape[0], height):
+            for x, chunk in ti.ndrange(width, (groups + GROUPS - 1) // GROUPS):
+                k0 = chunk * GROUPS
+                n = ti.min(GROUPS, groups - k0)
+                acc = ti.Matrix.zero(acc_t, GROUPS, LANES)
+                for ph, i in ti.ndrange(g.patch_h, g.kernel_h):
+                    y1 = y - g.first_h - ph * g.patch_dilation_h
+                    h = _output_index(y1, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+                    if 0 <= y1 < height and h >= 0:
+                        for j in range(g.kernel_w):
+                            # Partner column of displacement pw: x1 = top - pw*dp; its output column
+                            # w = (x1 - base) / stride_w must be a whole number in [0, out_w).
+                            top = x - g.first_w
+                            base = g.origin_w + j * g.dilation_w
+                            lo, hi = _inside(width - 1 - top, dp, width, g.patch_w)  # 0 <= x1 < width
+                            lo2, hi2 = _inside(
+                                (g.out_w - 1) * g.stride_w + base - top, dp, g.out_w * g.stride_w, g.patch_w
+                            )  # base <= x1 < base + out_w * stride_w
+                            pw = ti.max(lo, lo2)
+                            hi = ti.min(hi, hi2)
+                            limit = ti.min(hi, pw + period)
+                            while pw < limit and (top - pw * dp - base) % g.stride_w != 0:
+                                pw += 1
+                            if pw < limit:
+                                count = (hi - pw + period - 1) // period
+                                k = 0
+                                for T in ti.static(TILES):
+                                    while k + T <= count:
+                                        p0 = pw + k * period
+                                        w0 = (top - p0 * dp - base) // g.stride_w
+                                        weight = ti.Vector([
+                                            ti.cast(grad_out[_flat(g, b, ph, p0 + q * period, h, w0 - q * w_step)], acc_t) * s
+                                            for q in ti.static(range(T))
+                                        ])
+                                        _axpy_tile(acc, x1, b, y1, top - p0 * dp, -period * dp, k0, n, weight, T)
+                                        k += T
+                for k in ti.static(range(GROUPS)):
+                    if k < n:
+                        grad2[b, y, x, k0 + k] = acc[k, :]
+
+    return SimpleNamespace(forward=forward, grad_input1=grad_input1, grad_input2=grad_input2)

@@ -28,13 +28,30 @@ _COMPUTE = {torch.float32: torch.float32, torch.float64: torch.float64,
 _TAICHI = {torch.float32: ti.f32, torch.float64: ti.f64}
 
 
-def _channels_last(t: Tensor) -> Tensor:
-    """``(B, H, W, C)`` contiguous tensor of the compute dtype: free for channels_last float32/64
-    inputs, one copy (re-layout and conversion together) otherwise."""
+def _cpu_layout(t: Tensor) -> Tensor:
+    """The CPU kernels' layout of ``t``: ``(B, H, W, C / LANES, LANES)``, i.e. channels-last with the
+    channels zero-padded to a multiple of ``LANES`` and read as vectors, in the compute dtype.  Free
+    for a channels_last float32/64 input whose channel count is a multiple of ``LANES``; one copy
+    (re-layout, padding and conversion together) otherwise."""
     view = t.permute(0, 2, 3, 1)
-    if view.dtype == _COMPUTE[t.dtype]:
-        return view.contiguous()
-    return torch.empty(view.shape, dtype=_COMPUTE[t.dtype], device=t.device).copy_(view)
+    batch, height, width, channels = view.shape
+    groups = -(-channels // _kernels.LANES)
+    if groups * _kernels.LANES == channels and view.dtype == _COMPUTE[t.dtype] and view.is_contiguous():
+        return view.view(batch, height, width, groups, _kernels.LANES)
+    out = torch.empty((batch, height, width, groups * _kernels.LANES), dtype=_COMPUTE[t.dtype], device=t.device)
+    out[..., :channels].copy_(view)
+    out[..., channels:].zero_()
+    return out.view(batch, height, width, groups, _kernels.LANES)
+
+
+def _cpu_gradient(like: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """An uninitialised gradient for ``like`` (NCHW shape) and the CPU kernels' view of it
+    (:func:`_cpu_layout`).  The gradient is a channels_last tensor when the channel count is a multiple
+    of ``LANES``, else a view of the padded buffer the kernels write (copied out at the end)."""
+    batch, channels, height, width = like.shape
+    groups = -(-channels // _kernels.LANES)
+    buffer = torch.empty((batch, height, width, groups * _kernels.LANES), dtype=dtype, device=like.device)
+    return buffer[..., :channels].permute(0, 3, 1, 2), buffer.view(batch, height, width, groups, _kernels.LANES)
 
 
 def _new_channels_last(like: Tensor, dtype: torch.dtype) -> Tensor:
@@ -98,10 +115,10 @@ def _launch(device: torch.device):
 
 def _kernel_for(name: str, g: Geometry, partner: Tensor, cpu_kernels: bool):
     """The Taichi kernel ``name`` (``forward``, ``grad_input1``, ``grad_input2``) for this backend and
-    call: the CPU kernels on channels-last tensors, else the GPU kernels on NCHW ``partner``-shaped
-    tensors, tiled where the geometry allows."""
+    call: the CPU kernels on :func:`_cpu_layout` tensors of ``partner``'s dtype, else the GPU kernels
+    on NCHW ``partner``-shaped tensors, tiled where the geometry allows."""
     if cpu_kernels:
-        return getattr(_kernels, name)
+        return getattr(_kernels.correlation_kernels(_TAICHI[partner.dtype]), name)
     variant = "tiled" if _gpu_kernels.tiled(g, *partner.shape) else "simple"
     return getattr(_gpu_kernels, f"{name}_{variant}")
 
@@ -131,7 +148,7 @@ def correlation_op(input1: Tensor, input2: Tensor, geometry: Sequence[int], scal
         return _reference(input1, input2, g, scale)
     with _launch(input1.device) as (device, cpu_kernels):
         a, b = input1.to(device), input2.to(device)
-        a, b = (_channels_last(a), _channels_last(b)) if cpu_kernels else (_nchw(a), _nchw(b))
+        a, b = (_cpu_layout(a), _cpu_layout(b)) if cpu_kernels else (_nchw(a), _nchw(b))
         out = torch.empty(shape, dtype=compute, device=device)
         for piece in _pieces(g, *input1.shape):
             _forward_piece(a[piece.images], b[piece.images], out[piece.images, piece.rows], piece.geometry,
@@ -167,12 +184,11 @@ def correlation_backward_op(
                      for (need, x, _), grad in zip(needed, (grad1, grad2)))
     with _launch(input1.device) as (device, cpu_kernels):
         grad_out = grad_output.to(device=device, dtype=compute).contiguous()
-        layout = _channels_last if cpu_kernels else _nchw
+        layout = _cpu_layout if cpu_kernels else _nchw
         grads, views, partners = [], [], []
         for need, x, other in needed:
-            if need and cpu_kernels:  # the kernels write the (B, H, W, C) view of a channels_last tensor
-                grad = torch.empty(x.shape, dtype=compute, device=device, memory_format=torch.channels_last)
-                view = grad.permute(0, 2, 3, 1)
+            if need and cpu_kernels:
+                grad, view = _cpu_gradient(x, compute)
             elif need:
                 grad = view = torch.empty(x.shape, dtype=compute, device=device)
             else:
@@ -186,7 +202,7 @@ def correlation_backward_op(
                             [None if v is None else v[piece.images] for v in views], piece.geometry,
                             float(scale), *input1.shape[2:], cpu_kernels, accumulate=piece.rows.start > 0)
     return tuple(
-        grad.to(device=x.device, dtype=x.dtype, memory_format=torch.channels_last) if need else grad
+        grad.to(device=x.device, dtype=x.dtype).contiguous(memory_format=torch.channels_last) if need else grad
         for (need, x, _), grad in zip(needed, grads)
     )
 
