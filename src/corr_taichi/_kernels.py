@@ -72,6 +72,14 @@ def _flat(g: ti.template(), b, ph, pw, h, w):
 
 
 @ti.func
+def _pixel_major(g: ti.template(), b, ph, pw, h, w):
+    """Index of ``[b, h, w, ph, pw]`` in a flattened ``(B, oH, oW, PH, PW)`` output gradient: the
+    backward reads its displacements pixel by pixel, which in the output's own layout would be one
+    cache line per displacement, all a multiple of 4 KiB apart (so they evict each other)."""
+    return (((b * g.out_h + h) * g.out_w + w) * g.patch_h + ph) * g.patch_w + pw
+
+
+@ti.func
 def _inside(start: ti.i32, step: ti.i32, size: ti.i32, count: ti.i32):
     """``[lo, hi)``: the ``p < count`` with ``0 <= start + p * step < size`` (``step != 0``)."""
     first, stride = start, step
@@ -230,9 +238,10 @@ def correlation_kernels(dtype) -> SimpleNamespace:
         scale: ti.f64,
         acc_t: ti.template(),
     ):
-        """``grad1[b, y, x, :] = scale * sum grad_out[b, ph, pw, h, w] * x2[b, y + su, x + sv, :]`` over the
-        (displacement, tap) pairs whose tap lands on ``(y, x)``; one task per input row, one chunk of
-        ``GROUPS`` channel vectors of one pixel at a time."""
+        """``grad1[b, y, x, :] = scale * sum grad_out[b, h, w, ph, pw] * x2[b, y + su, x + sv, :]`` over the
+        (displacement, tap) pairs whose tap lands on ``(y, x)``, with ``grad_out`` flattened pixel-major
+        (:func:`_pixel_major`); one task per input row, one chunk of ``GROUPS`` channel vectors of one
+        pixel at a time."""
         height, width, groups = x2.shape[1], x2.shape[2], x2.shape[3]
         s = ti.cast(scale, acc_t)
         for b, y in ti.ndrange(x2.shape[0], height):
@@ -251,7 +260,7 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                                 pw, hi = _inside(start, g.patch_dilation_w, width, g.patch_w)
                                 for T in ti.static(TILES):
                                     while pw + T <= hi:
-                                        weight = ti.Vector([ti.cast(grad_out[_flat(g, b, ph, pw + q, h, w)], acc_t) * s
+                                        weight = ti.Vector([ti.cast(grad_out[_pixel_major(g, b, ph, pw + q, h, w)], acc_t) * s
                                                             for q in ti.static(range(T))])
                                         _axpy_tile(acc, x2, b, y2, start + pw * g.patch_dilation_w,
                                                    g.patch_dilation_w, k0, n, weight, T)
@@ -270,8 +279,8 @@ def correlation_kernels(dtype) -> SimpleNamespace:
         scale: ti.f64,
         acc_t: ti.template(),
     ):
-        """``grad2[b, y, x, :] = scale * sum grad_out[b, ph, pw, h, w] * x1[b, y - su, x - sv, :]``; one task per
-        input row.  With a column stride, the displacements whose partner is an output pixel form an
+        """``grad2[b, y, x, :] = scale * sum grad_out[b, h, w, ph, pw] * x1[b, y - su, x - sv, :]`` (pixel-major
+        ``grad_out``, as in ``grad_input1``); one task per input row.  With a column stride, the displacements whose partner is an output pixel form an
         arithmetic progression of step ``period``."""
         height, width, groups = x1.shape[1], x1.shape[2], x1.shape[3]
         s = ti.cast(scale, acc_t)
@@ -311,7 +320,7 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                                         p0 = pw + k * period
                                         w0 = (top - p0 * dp - base) // g.stride_w
                                         weight = ti.Vector([
-                                            ti.cast(grad_out[_flat(g, b, ph, p0 + q * period, h, w0 - q * w_step)], acc_t) * s
+                                            ti.cast(grad_out[_pixel_major(g, b, ph, p0 + q * period, h, w0 - q * w_step)], acc_t) * s
                                             for q in ti.static(range(T))
                                         ])
                                         _axpy_tile(acc, x1, b, y1, top - p0 * dp, -period * dp, k0, n, weight, T)

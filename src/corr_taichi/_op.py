@@ -219,6 +219,9 @@ def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry
                                     device=grad_out.device).view(-1)
         _kernels.window_sum_grad(flat, grad_products, height, width, _launch_struct(g), scale, dtype)
         flat, g, scale = grad_products, gp, 1.0
+    if cpu_kernels:  # the CPU kernels read the output gradient pixel-major: (B, oH, oW, PH, PW)
+        batch = grad_out.shape[0]
+        flat = flat.view(batch, g.patch_h * g.patch_w, g.out_h * g.out_w).transpose(1, 2).reshape(-1)
     for name, partner, target in zip(("grad_input1", "grad_input2"), partners, targets):
         if target is None:
             continue
