@@ -60,7 +60,10 @@ def _output_index(pos: ti.i32, origin: ti.i32, tap: ti.i32, dilation: ti.i32, st
     """Output coordinate whose kernel tap ``tap`` lands on input coordinate ``pos``, or -1."""
     offset = pos - origin - tap * dilation
     index = -1
-    if offset >= 0 and offset % stride == 0 and offset // stride < size:
+    if stride == 1:  # the common case, without the divisions
+        if 0 <= offset < size:
+            index = offset
+    elif offset >= 0 and offset % stride == 0 and offset // stride < size:
         index = offset // stride
     return index
 
@@ -91,6 +94,16 @@ def _inside(start: ti.i32, step: ti.i32, size: ti.i32, count: ti.i32):
 
 
 @ti.func
+def _row_sums(acc: ti.template()):
+    """The row sums of a ``(T, LANES)`` matrix, by adding column halves: a few vector adds over all
+    rows at once instead of one horizontal reduction per row (which dominates with few channels)."""
+    half = acc[:, 0:LANES // 2] + acc[:, LANES // 2:LANES]
+    quarter = half[:, 0:LANES // 4] + half[:, LANES // 4:LANES // 2]
+    eighth = quarter[:, 0:LANES // 8] + quarter[:, LANES // 8:LANES // 4]
+    return eighth[:, 0] + eighth[:, 1]  # LANES == 16
+
+
+@ti.func
 def _dot_tile(x1: ti.template(), x2: ti.template(), b, y1, xa, y2, xb, step, T: ti.template(), acc_t: ti.template()):
     """``acc[q] = <x1[b, y1, xa, :], x2[b, y2, xb + q*step, :]>`` for ``q < T`` (sums over vectors)."""
     acc = ti.Matrix.zero(acc_t, T, LANES)
@@ -98,7 +111,7 @@ def _dot_tile(x1: ti.template(), x2: ti.template(), b, y1, xa, y2, xb, step, T: 
         a = x1[b, y1, xa, k]
         for q in ti.static(range(T)):
             acc[q, :] += a * x2[b, y2, xb + q * step, k]
-    return ti.Vector([acc[q, :].sum() for q in ti.static(range(T))])
+    return _row_sums(acc)
 
 
 @ti.func
@@ -249,26 +262,30 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                 k0 = chunk * GROUPS
                 n = ti.min(GROUPS, groups - k0)
                 acc = ti.Matrix.zero(acc_t, GROUPS, LANES)
-                for ph, i in ti.ndrange(g.patch_h, g.kernel_h):
-                    y2 = y + g.first_h + ph * g.patch_dilation_h
-                    h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
-                    if 0 <= y2 < height and h >= 0:
-                        for j in range(g.kernel_w):
-                            w = _output_index(x, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
-                            if w >= 0:
-                                start = x + g.first_w
-                                pw, hi = _inside(start, g.patch_dilation_w, width, g.patch_w)
-                                for T in ti.static(TILES):
-                                    while pw + T <= hi:
-                                        weight = ti.Vector([ti.cast(grad_out[_pixel_major(g, b, ph, pw + q, h, w)], acc_t) * s
-                                                            for q in ti.static(range(T))])
-                                        _axpy_tile(acc, x2, b, y2, start + pw * g.patch_dilation_w,
-                                                   g.patch_dilation_w, k0, n, weight, T)
-                                        pw += T
+                start = x + g.first_w  # partner column of displacement 0
+                lo, hi = _inside(start, g.patch_dilation_w, width, g.patch_w)
+                for j in range(g.kernel_w):  # column arithmetic first: it does not depend on the row
+                    w = _output_index(x, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
+                    if w >= 0:
+                        for i in range(g.kernel_h):
+                            h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+                            if h >= 0:
+                                for ph in range(g.patch_h):
+                                    y2 = y + g.first_h + ph * g.patch_dilation_h
+                                    if 0 <= y2 < height:
+                                        pw = lo
+                                        for T in ti.static(TILES):
+                                            while pw + T <= hi:
+                                                weight = ti.Vector([
+                                                    ti.cast(grad_out[_pixel_major(g, b, ph, pw + q, h, w)], acc_t) * s
+                                                    for q in ti.static(range(T))
+                                                ])
+                                                _axpy_tile(acc, x2, b, y2, start + pw * g.patch_dilation_w,
+                                                           g.patch_dilation_w, k0, n, weight, T)
+                                                pw += T
                 for k in ti.static(range(GROUPS)):
                     if k < n:
                         grad1[b, y, x, k0 + k] = acc[k, :]
-
 
     @ti.kernel
     def grad_input2(
@@ -279,9 +296,10 @@ def correlation_kernels(dtype) -> SimpleNamespace:
         scale: ti.f64,
         acc_t: ti.template(),
     ):
-        """``grad2[b, y, x, :] = scale * sum grad_out[b, h, w, ph, pw] * x1[b, y - su, x - sv, :]`` (pixel-major
-        ``grad_out``, as in ``grad_input1``); one task per input row.  With a column stride, the displacements whose partner is an output pixel form an
-        arithmetic progression of step ``period``."""
+        """``grad2[b, y, x, :] = scale * sum grad_out[b, h, w, ph, pw] * x1[b, y - su, x - sv, :]``
+        (pixel-major ``grad_out``, as in ``grad_input1``); one task per input row.  With a column
+        stride, the displacements whose partner is an output pixel form an arithmetic progression of
+        step ``period``."""
         height, width, groups = x1.shape[1], x1.shape[2], x1.shape[3]
         s = ti.cast(scale, acc_t)
         dp = g.patch_dilation_w
@@ -294,37 +312,40 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                 k0 = chunk * GROUPS
                 n = ti.min(GROUPS, groups - k0)
                 acc = ti.Matrix.zero(acc_t, GROUPS, LANES)
-                for ph, i in ti.ndrange(g.patch_h, g.kernel_h):
-                    y1 = y - g.first_h - ph * g.patch_dilation_h
-                    h = _output_index(y1, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
-                    if 0 <= y1 < height and h >= 0:
-                        for j in range(g.kernel_w):
-                            # Partner column of displacement pw: x1 = top - pw*dp; its output column
-                            # w = (x1 - base) / stride_w must be a whole number in [0, out_w).
-                            top = x - g.first_w
-                            base = g.origin_w + j * g.dilation_w
-                            lo, hi = _inside(width - 1 - top, dp, width, g.patch_w)  # 0 <= x1 < width
-                            lo2, hi2 = _inside(
-                                (g.out_w - 1) * g.stride_w + base - top, dp, g.out_w * g.stride_w, g.patch_w
-                            )  # base <= x1 < base + out_w * stride_w
-                            pw = ti.max(lo, lo2)
-                            hi = ti.min(hi, hi2)
-                            limit = ti.min(hi, pw + period)
-                            while pw < limit and (top - pw * dp - base) % g.stride_w != 0:
-                                pw += 1
-                            if pw < limit:
-                                count = (hi - pw + period - 1) // period
-                                k = 0
-                                for T in ti.static(TILES):
-                                    while k + T <= count:
-                                        p0 = pw + k * period
-                                        w0 = (top - p0 * dp - base) // g.stride_w
-                                        weight = ti.Vector([
-                                            ti.cast(grad_out[_pixel_major(g, b, ph, p0 + q * period, h, w0 - q * w_step)], acc_t) * s
-                                            for q in ti.static(range(T))
-                                        ])
-                                        _axpy_tile(acc, x1, b, y1, top - p0 * dp, -period * dp, k0, n, weight, T)
-                                        k += T
+                top = x - g.first_w  # partner column of displacement 0
+                for j in range(g.kernel_w):  # column arithmetic first: it does not depend on the row
+                    # Partner column of displacement pw: x1 = top - pw*dp; its output column
+                    # w = (x1 - base) / stride_w must be a whole number in [0, out_w).
+                    base = g.origin_w + j * g.dilation_w
+                    lo, hi = _inside(width - 1 - top, dp, width, g.patch_w)  # 0 <= x1 < width
+                    lo2, hi2 = _inside(
+                        (g.out_w - 1) * g.stride_w + base - top, dp, g.out_w * g.stride_w, g.patch_w
+                    )  # base <= x1 < base + out_w * stride_w
+                    pw = ti.max(lo, lo2)
+                    hi = ti.min(hi, hi2)
+                    limit = ti.min(hi, pw + period)
+                    while pw < limit and (top - pw * dp - base) % g.stride_w != 0:
+                        pw += 1
+                    if pw < limit:
+                        count = (hi - pw + period - 1) // period
+                        w_first = (top - pw * dp - base) // g.stride_w
+                        for ph in range(g.patch_h):  # nested loops: ndrange would divide
+                            for i in range(g.kernel_h):
+                                y1 = y - g.first_h - ph * g.patch_dilation_h
+                                h = _output_index(y1, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+                                if 0 <= y1 < height and h >= 0:
+                                    k = 0
+                                    for T in ti.static(TILES):
+                                        while k + T <= count:
+                                            p0 = pw + k * period
+                                            w0 = w_first - k * w_step
+                                            weight = ti.Vector([
+                                                ti.cast(grad_out[_pixel_major(g, b, ph, p0 + q * period, h, w0 - q * w_step)],
+                                                        acc_t) * s
+                                                for q in ti.static(range(T))
+                                            ])
+                                            _axpy_tile(acc, x1, b, y1, top - p0 * dp, -period * dp, k0, n, weight, T)
+                                            k += T
                 for k in ti.static(range(GROUPS)):
                     if k < n:
                         grad2[b, y, x, k0 + k] = acc[k, :]
