@@ -203,44 +203,42 @@ def correlation_kernels(dtype) -> SimpleNamespace:
         acc_t: ti.template(),
     ):
         """``out`` is the flattened ``(B, PH, PW, oH, oW)`` output in the accumulator dtype; one task per
-        (batch, patch row, output row).  With a single kernel tap every output element is written once
-        (zeros where the partner pixel is outside the image); with several, the taps accumulate.
-        Flat indices keep the stores cheap: each ndarray store makes LLVM reload every ndarray's shape."""
+        (batch, patch row, output row), which walks the row once per tile of displacements: the tile's
+        sums over kernel taps stay in registers and its stores fill consecutive addresses of each
+        output plane (the planes are often a multiple of 4 KiB apart, so stores that jumped between
+        them would keep evicting each other).  Flat indices keep the stores cheap: each ndarray store
+        makes LLVM reload every ndarray's shape."""
         height, width = x1.shape[1], x1.shape[2]
         s = ti.cast(scale, acc_t)
         plane = g.out_h * g.out_w
-        single_tap = g.kernel_h * g.kernel_w == 1
+        dp = g.patch_dilation_w
         for b, ph, h in ti.ndrange(x1.shape[0], g.patch_h, g.out_h):
             row = (b * g.patch_h + ph) * g.patch_w * plane + h * g.out_w  # out[b, ph, 0, h, 0]
             shift_h = g.first_h + ph * g.patch_dilation_h
-            for w in range(g.out_w):
-                if not single_tap:
-                    for pw in range(g.patch_w):
-                        out[row + pw * plane + w] = ti.cast(0, acc_t)
-                for i, j in ti.ndrange(g.kernel_h, g.kernel_w):
-                    y1 = h * g.stride_h + g.origin_h + i * g.dilation_h
-                    y2 = y1 + shift_h
-                    xa = w * g.stride_w + g.origin_w + j * g.dilation_w
-                    start = xa + g.first_w
-                    pw, hi = 0, 0
-                    if 0 <= y1 < height and 0 <= y2 < height and 0 <= xa < width:
-                        pw, hi = _inside(start, g.patch_dilation_w, width, g.patch_w)
-                    if single_tap:
-                        for p in range(pw):
-                            out[row + p * plane + w] = ti.cast(0, acc_t)
-                        for p in range(hi, g.patch_w):
-                            out[row + p * plane + w] = ti.cast(0, acc_t)
-                    for T in ti.static(TILES):
-                        while pw + T <= hi:
-                            acc = _dot_tile(x1, x2, b, y1, xa, y2, start + pw * g.patch_dilation_w,
-                                            g.patch_dilation_w, T, acc_t)
-                            for q in ti.static(range(T)):
-                                index = row + (pw + q) * plane + w
-                                if single_tap:
-                                    out[index] = acc[q] * s
-                                else:
-                                    out[index] += acc[q] * s
-                            pw += T
+            p = 0
+            for T in ti.static(TILES):
+                while p + T <= g.patch_w:  # the tile of displacements p .. p + T - 1
+                    for w in range(g.out_w):
+                        total = ti.Vector.zero(acc_t, T)
+                        for i in range(g.kernel_h):
+                            y1 = h * g.stride_h + g.origin_h + i * g.dilation_h
+                            y2 = y1 + shift_h
+                            if 0 <= y1 < height and 0 <= y2 < height:
+                                for j in range(g.kernel_w):
+                                    xa = w * g.stride_w + g.origin_w + j * g.dilation_w
+                                    start = xa + g.first_w + p * dp  # partner column of displacement p
+                                    last = start + (T - 1) * dp  # and of p + T - 1 (dp may be negative)
+                                    if 0 <= xa < width:
+                                        if 0 <= ti.min(start, last) and ti.max(start, last) < width:
+                                            total += _dot_tile(x1, x2, b, y1, xa, y2, start, dp, T, acc_t)
+                                        else:  # near the image's edge: the partners that are inside
+                                            for q in ti.static(range(T)):
+                                                if 0 <= start + q * dp < width:
+                                                    total[q] += _dot_tile(x1, x2, b, y1, xa, y2, start + q * dp, dp, 1,
+                                                                          acc_t)[0]
+                        for q in ti.static(range(T)):
+                            out[row + (p + q) * plane + w] = total[q] * s
+                    p += T
 
     @ti.kernel
     def grad_input1(
