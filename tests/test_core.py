@@ -78,6 +78,31 @@ def test_backward_matches_reference_vjp(cfg, shape):
         torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
 
 
+# Channel counts that fill several 16-channel vectors of the CPU kernels (with padding where not a
+# multiple of 16), several chunks of the backward's accumulators, and grad_input2's passes of patch rows.
+WIDE = [
+    (dict(patch_size=9, dilation_patch=2), (1, 250, 6, 7)),  # 16 vectors; grad_input2 in 2 passes
+    (dict(patch_size=(11, 9), padding=1), (2, 300, 5, 9)),  # 19 vectors: 2 chunks; 2 passes
+    (dict(kernel_size=3, patch_size=5, stride=2, padding=1), (2, 40, 7, 8)),  # several taps at a stride
+    (dict(kernel_size=3, patch_size=(9, 1)), (1, 64, 6, 5)),  # several taps at stride 1 (window sums)
+]
+
+
+@pytest.mark.parametrize("cfg,shape", WIDE)
+def test_wide_channels_match_reference(cfg, shape):
+    gen = torch.Generator().manual_seed(shape[1])
+    x1 = torch.randn(*shape, dtype=torch.float64, generator=gen, requires_grad=True)
+    x2 = torch.randn(*shape, dtype=torch.float64, generator=gen, requires_grad=True)
+    got = corr_taichi.correlation(x1, x2, **cfg)
+    expected = reference.correlation(x1, x2, **cfg)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10)
+    grad_out = torch.randn(got.shape, dtype=torch.float64, generator=gen)
+    got_grads = torch.autograd.grad(got, (x1, x2), grad_out)
+    expected_grads = torch.autograd.grad(expected, (x1, x2), grad_out)
+    for g, e in zip(got_grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-10)
+
+
 @pytest.mark.parametrize("cfg,shape", FIXED[1:6] + CONFIGS[:12])
 def test_gradcheck(cfg, shape):
     gen = torch.Generator().manual_seed(11)

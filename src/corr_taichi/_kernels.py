@@ -40,6 +40,11 @@ LANES = 16
 TILES = (8, 4, 1)
 #: channel vectors of one gradient pixel accumulated in registers at a time by the backward kernels.
 GROUPS = 16
+#: ``grad_input2`` sweeps a row in passes of this many patch rows when a pass still has at least
+#: ``MIN_PASS_WORK`` vector multiply-adds per pixel (measured: FlowNetC's backward gains, PWC's,
+#: kernel-3 and 1-column patches lose).
+ROWS_PER_PASS = 8
+MIN_PASS_WORK = 1024
 
 GeometryStruct = ti.types.struct(
     kernel_h=ti.i32, kernel_w=ti.i32, dilation_h=ti.i32, dilation_w=ti.i32,
@@ -297,7 +302,12 @@ def correlation_kernels(dtype) -> SimpleNamespace:
         """``grad2[b, y, x, :] = scale * sum grad_out[b, h, w, ph, pw] * x1[b, y - su, x - sv, :]``
         (pixel-major ``grad_out``, as in ``grad_input1``); one task per input row.  With a column
         stride, the displacements whose partner is an output pixel form an arithmetic progression of
-        step ``period``."""
+        step ``period``.
+
+        A pixel's weights here are spread over many output pixels' blocks, so with much work per
+        displacement row the row is swept in passes of ``ROWS_PER_PASS`` patch rows, whose weights
+        stay in L1 cache, adding into the gradient between passes; with little work per row a single
+        pass is cheaper (the column arithmetic is per pass)."""
         height, width, groups = x1.shape[1], x1.shape[2], x1.shape[3]
         s = ti.cast(scale, acc_t)
         dp = g.patch_dilation_w
@@ -305,47 +315,57 @@ def correlation_kernels(dtype) -> SimpleNamespace:
         while (period * dp) % g.stride_w != 0:
             period += 1
         w_step = period * dp // g.stride_w
+        rows = g.patch_h
+        if ROWS_PER_PASS * g.patch_w * ti.min(groups, GROUPS) >= MIN_PASS_WORK:
+            rows = ROWS_PER_PASS
         for b, y in ti.ndrange(x1.shape[0], height):
-            for x, chunk in ti.ndrange(width, (groups + GROUPS - 1) // GROUPS):
-                k0 = chunk * GROUPS
-                n = ti.min(GROUPS, groups - k0)
-                acc = ti.Matrix.zero(acc_t, GROUPS, LANES)
-                top = x - g.first_w  # partner column of displacement 0
-                for j in range(g.kernel_w):  # column arithmetic first: it does not depend on the row
-                    # Partner column of displacement pw: x1 = top - pw*dp; its output column
-                    # w = (x1 - base) / stride_w must be a whole number in [0, out_w).
-                    base = g.origin_w + j * g.dilation_w
-                    lo, hi = _inside(width - 1 - top, dp, width, g.patch_w)  # 0 <= x1 < width
-                    lo2, hi2 = _inside(
-                        (g.out_w - 1) * g.stride_w + base - top, dp, g.out_w * g.stride_w, g.patch_w
-                    )  # base <= x1 < base + out_w * stride_w
-                    pw = ti.max(lo, lo2)
-                    hi = ti.min(hi, hi2)
-                    limit = ti.min(hi, pw + period)
-                    while pw < limit and (top - pw * dp - base) % g.stride_w != 0:
-                        pw += 1
-                    if pw < limit:
-                        count = (hi - pw + period - 1) // period
-                        w_first = (top - pw * dp - base) // g.stride_w
-                        for ph in range(g.patch_h):  # nested loops: ndrange would divide
-                            for i in range(g.kernel_h):
-                                y1 = y - g.first_h - ph * g.patch_dilation_h
-                                h = _output_index(y1, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
-                                if 0 <= y1 < height and h >= 0:
-                                    k = 0
-                                    for T in ti.static(TILES):
-                                        while k + T <= count:
-                                            p0 = pw + k * period
-                                            w0 = w_first - k * w_step
-                                            weight = ti.Vector([
-                                                ti.cast(grad_out[_pixel_major(g, b, ph, p0 + q * period, h, w0 - q * w_step)],
-                                                        acc_t) * s
-                                                for q in ti.static(range(T))
-                                            ])
-                                            _axpy_tile(acc, x1, b, y1, top - p0 * dp, -period * dp, k0, n, weight, T)
-                                            k += T
-                for k in ti.static(range(GROUPS)):
-                    if k < n:
-                        grad2[b, y, x, k0 + k] = acc[k, :]
+            for row_pass in range((g.patch_h + rows - 1) // rows):
+                first_row = row_pass * rows
+                for x, chunk in ti.ndrange(width, (groups + GROUPS - 1) // GROUPS):
+                    k0 = chunk * GROUPS
+                    n = ti.min(GROUPS, groups - k0)
+                    acc = ti.Matrix.zero(acc_t, GROUPS, LANES)
+                    if first_row > 0:  # a later pass: add to the earlier passes' sums
+                        for k in ti.static(range(GROUPS)):
+                            if k < n:
+                                acc[k, :] = grad2[b, y, x, k0 + k]
+                    top = x - g.first_w  # partner column of displacement 0
+                    for j in range(g.kernel_w):  # column arithmetic first: it does not depend on the row
+                        # Partner column of displacement pw: x1 = top - pw*dp; its output column
+                        # w = (x1 - base) / stride_w must be a whole number in [0, out_w).
+                        base = g.origin_w + j * g.dilation_w
+                        lo, hi = _inside(width - 1 - top, dp, width, g.patch_w)  # 0 <= x1 < width
+                        lo2, hi2 = _inside(
+                            (g.out_w - 1) * g.stride_w + base - top, dp, g.out_w * g.stride_w, g.patch_w
+                        )  # base <= x1 < base + out_w * stride_w
+                        pw = ti.max(lo, lo2)
+                        hi = ti.min(hi, hi2)
+                        limit = ti.min(hi, pw + period)
+                        while pw < limit and (top - pw * dp - base) % g.stride_w != 0:
+                            pw += 1
+                        if pw < limit:
+                            count = (hi - pw + period - 1) // period
+                            w_first = (top - pw * dp - base) // g.stride_w
+                            for ph in range(first_row, ti.min(g.patch_h, first_row + rows)):
+                                for i in range(g.kernel_h):  # nested loops: ndrange would divide
+                                    y1 = y - g.first_h - ph * g.patch_dilation_h
+                                    h = _output_index(y1, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+                                    if 0 <= y1 < height and h >= 0:
+                                        k = 0
+                                        for T in ti.static(TILES):
+                                            while k + T <= count:
+                                                p0 = pw + k * period
+                                                w0 = w_first - k * w_step
+                                                weight = ti.Vector([
+                                                    ti.cast(grad_out[_pixel_major(g, b, ph, p0 + q * period, h,
+                                                                                  w0 - q * w_step)], acc_t) * s
+                                                    for q in ti.static(range(T))
+                                                ])
+                                                _axpy_tile(acc, x1, b, y1, top - p0 * dp, -period * dp, k0, n,
+                                                           weight, T)
+                                                k += T
+                    for k in ti.static(range(GROUPS)):
+                        if k < n:
+                            grad2[b, y, x, k0 + k] = acc[k, :]
 
     return SimpleNamespace(forward=forward, grad_input1=grad_input1, grad_input2=grad_input2)
