@@ -5,8 +5,11 @@ FlowNetC and PWC level-2 configurations of the benchmark tool, every step is tim
 all steps alternating within each repeat (this machine is shared and noisy); medians of 7 after 2
 warm-ups, in ms, with the forward's floor (useful FLOPs / sgemm rate) for scale.
 
-* ``relayout``: one NCHW -> channels-last copy of one input (torch ``permute(...).contiguous()``);
-  the forward makes two of them, the backward two more, unless the inputs are channels_last.
+* ``relayout``: one NCHW -> channels-last copy of one input (the op's own ``_cpu_layout``); the
+  forward makes two of them, the backward two more, unless the inputs are channels_last with a
+  multiple of 16 channels.
+* ``pixel-major grad``: the backward's one transposed copy of the output gradient, which the gradient
+  kernels read pixel by pixel.
 * ``forward kernel`` / ``grad1 kernel`` / ``grad2 kernel``: the Taichi kernels alone, on inputs
   already laid out.
 * ``op NCHW`` / ``op channels_last``: the public forward on contiguous and on channels_last inputs.
@@ -37,21 +40,24 @@ def steps(name: str) -> dict:
     g = sampler_geometry(H, W, **params)
     x1, x2 = torch.randn(shape), torch.randn(shape)
     c1, c2 = (x.contiguous(memory_format=torch.channels_last) for x in (x1, x2))
-    a, b = (x.permute(0, 2, 3, 1).contiguous() for x in (x1, x2))
+    a, b = _op._cpu_layout(x1), _op._cpu_layout(x2)
     out = torch.empty(g.output_shape(B))
     grad_out = torch.randn(g.output_shape(B))
+    pixel_major = grad_out.view(B, -1, g.out_h * g.out_w).transpose(1, 2).reshape(-1)
     grad = torch.empty_like(a)
     launch = _op._launch_struct(g)
+    kernels = _kernels.correlation_kernels(ti.f32)
     n1, n2 = (x.detach().requires_grad_() for x in (x1, x2))
     l1, l2 = (x.detach().requires_grad_() for x in (c1, c2))
     out_n, out_l = corr_taichi.correlation(n1, n2, **params), corr_taichi.correlation(l1, l2, **params)
     return {
-        "relayout": lambda: x1.permute(0, 2, 3, 1).contiguous(),
-        "forward kernel": lambda: _kernels.forward(a, b, out.view(-1), launch, 1.0, ti.f32),
+        "relayout": lambda: _op._cpu_layout(x1),
+        "pixel-major grad": lambda: grad_out.view(B, -1, g.out_h * g.out_w).transpose(1, 2).reshape(-1),
+        "forward kernel": lambda: kernels.forward(a, b, out.view(-1), launch, 1.0, ti.f32),
         "op NCHW": lambda: corr_taichi.correlation(x1, x2, **params),
         "op channels_last": lambda: corr_taichi.correlation(c1, c2, **params),
-        "grad1 kernel": lambda: _kernels.grad_input1(grad_out.view(-1), b, grad, launch, 1.0, ti.f32),
-        "grad2 kernel": lambda: _kernels.grad_input2(grad_out.view(-1), a, grad, launch, 1.0, ti.f32),
+        "grad1 kernel": lambda: kernels.grad_input1(pixel_major, b, grad, launch, 1.0, ti.f32),
+        "grad2 kernel": lambda: kernels.grad_input2(pixel_major, a, grad, launch, 1.0, ti.f32),
         "backward NCHW": lambda: torch.autograd.grad(out_n, (n1, n2), grad_out, retain_graph=True),
         "backward channels_last": lambda: torch.autograd.grad(out_l, (l1, l2), grad_out, retain_graph=True),
     }, 2.0 * B * g.out_h * g.out_w * g.patch_h * g.patch_w * C
@@ -76,7 +82,7 @@ def main() -> None:
         for step, ts in times.items():
             med = statistics.median(ts)
             work = flops if "kernel" in step or step.startswith("op") else 2 * flops
-            rate_txt = "" if step == "relayout" else f"  {work / med / 1e6:6.1f} GFLOP/s"
+            rate_txt = "" if step in ("relayout", "pixel-major grad") else f"  {work / med / 1e6:6.1f} GFLOP/s"
             print(f"  {step:<24}{med:8.1f}{rate_txt}")
 
 
