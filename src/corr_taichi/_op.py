@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import math
 from typing import Sequence
 
@@ -61,10 +60,7 @@ def _new_channels_last(like: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.empty(like.shape, dtype=dtype, device=like.device, memory_format=torch.channels_last)
 
 
-@functools.lru_cache(maxsize=256)
 def _launch_struct(geometry: Geometry):
-    """The geometry as the kernels' struct argument (cached: building one costs a tenth of a
-    millisecond, noticeable on small calls)."""
     return _kernels.GeometryStruct(**dataclasses.asdict(geometry))
 
 
