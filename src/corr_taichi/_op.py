@@ -64,13 +64,21 @@ def _launch_struct(geometry: Geometry):
     return _kernels.GeometryStruct(**dataclasses.asdict(geometry))
 
 
-def _product_geometry(g: Geometry, height: int, width: int) -> Geometry | None:
+#: the per-pixel products replace the direct form when taps x output pixels reach this many times the
+#: input pixels; the CPU backward needs more, since its direct gathers are cheaper than summing back
+#: through the windows at low ratios (``benchmarks/window_sums_vs_direct.py``: at a ratio of 2.25 the
+#: direct backward is faster, at 6.25 the window sums are).
+WINDOW_SUMS_FROM = 1.0
+CPU_BACKWARD_WINDOW_SUMS_FROM = 4.0
+
+
+def _product_geometry(g: Geometry, height: int, width: int, from_ratio: float = WINDOW_SUMS_FROM) -> Geometry | None:
     """With a kernel window of several taps, the geometry of the per-pixel products (one tap, stride 1,
     every pixel) when computing those once and summing them over each window (:func:`window_sum`) is
     cheaper than correlating every tap of every output pixel: typically at stride 1, where neighbouring
     windows share all but one row or column of taps.  ``None`` when the direct form is cheaper."""
     taps = g.kernel_h * g.kernel_w
-    if taps == 1 or taps * g.out_h * g.out_w < height * width:
+    if taps == 1 or taps * g.out_h * g.out_w < from_ratio * height * width:
         return None
     return dataclasses.replace(g, kernel_h=1, kernel_w=1, dilation_h=1, dilation_w=1, stride_h=1, stride_w=1,
                                origin_h=0, origin_w=0, out_h=height, out_w=width)
@@ -213,7 +221,7 @@ def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry
     what is there when ``accumulate`` (a later piece of patch rows of the same images)."""
     dtype = _TAICHI[grad_out.dtype]
     flat = grad_out.reshape(-1)
-    gp = _product_geometry(g, height, width)
+    gp = _product_geometry(g, height, width, CPU_BACKWARD_WINDOW_SUMS_FROM if cpu_kernels else WINDOW_SUMS_FROM)
     if gp is not None:  # back through the window sum first, then the single-tap gathers
         grad_products = torch.empty(gp.output_shape(grad_out.shape[0]), dtype=grad_out.dtype,
                                     device=grad_out.device).view(-1)
@@ -271,8 +279,10 @@ def _pieces(g: Geometry, batch: int, channels: int, height: int, width: int) -> 
     per-pixel products) each hold at most :data:`MAX_ELEMENTS` elements, so that no index wraps.  One
     piece for any ordinary call.  The output slice of a piece is contiguous: a piece has all patch rows
     or a single image."""
-    gp = _product_geometry(g, height, width)
-    per_row = g.patch_w * (g.out_h * g.out_w if gp is None else height * width)  # one patch row of one image
+    # one patch row of one image: of the output, and of the per-pixel products where the forward takes
+    # them (the backward takes them under a stricter rule, else it reads the output gradient itself)
+    products = _product_geometry(g, height, width) is not None
+    per_row = g.patch_w * max(g.out_h * g.out_w, height * width if products else 0)
     image = channels * height * width
     if max(image, per_row) > MAX_ELEMENTS:
         raise NotImplementedError(
