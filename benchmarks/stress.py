@@ -3,7 +3,8 @@
 Run: ``python benchmarks/stress.py``
 
 1. Peak memory of one FlowNetC-configuration call (forward, then backward) over what the inputs
-   occupy, against the budget output + one channels-last copy of each input (+ gradients).
+   occupy, against the budget output + one channels-last copy of each input (+ gradients, and the
+   backward's pixel-major copy of the output gradient).
 2. Resident memory over 300 calls with varying shapes, dtypes and parameters (no growth expected).
 3. An output beyond 32-bit indexing (B=1, C=1, 1024 x 1024, patch 47: 2.3e9 elements, 9.3 GB), computed
    in pieces, checked element by element at the far end against a float64 product.
@@ -38,8 +39,8 @@ def peak_memory() -> int:
     print("1. peak memory, FlowNetC configuration (float32)")
     print(f"   each input {inp:.1f} MiB, output {outp:.1f} MiB")
     print(f"   forward: peak +{fwd - base:.1f} MiB over the set-up (budget: output + 2 copies = {outp + 2 * inp:.1f} MiB)")
-    print(f"   forward+backward: peak +{bwd - base:.1f} MiB (budget: output + its gradient + 2 copies + "
-          f"2 input gradients = {2 * outp + 4 * inp:.1f} MiB)")
+    print(f"   forward+backward: peak +{bwd - base:.1f} MiB (budget: output + its gradient + its pixel-major copy + "
+          f"2 copies + 2 input gradients = {3 * outp + 4 * inp:.1f} MiB)")
     return 0
 
 
