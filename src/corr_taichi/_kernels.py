@@ -17,8 +17,9 @@ Speed comes from three ideas:
   (forward) or each gradient accumulator (backward), so one memory access feeds several fused
   multiply-adds.
 * Along a patch row the displacements whose partner pixel lies inside the image form an interval
-  (an arithmetic progression in the strided ``grad_input2`` case), computed up front: no work and no
-  bounds test is spent on pixels outside the image.
+  (an arithmetic progression in the strided ``grad_input2`` case): the gradients compute it up front,
+  the forward tests the two ends of each tile and only near the image's edges each displacement; no
+  work is spent on pixels outside the image.
 
 With a kernel window of several taps the op usually computes per-pixel products once (a single-tap
 correlation at every pixel) and sums them over each window with :func:`window_sum`: neighbouring
@@ -41,8 +42,8 @@ TILES = (8, 4, 1)
 #: channel vectors of one gradient pixel accumulated in registers at a time by the backward kernels.
 GROUPS = 16
 #: ``grad_input2`` sweeps a row in passes of this many patch rows when a pass still has at least
-#: ``MIN_PASS_WORK`` vector multiply-adds per pixel (measured: FlowNetC's backward gains, PWC's,
-#: kernel-3 and 1-column patches lose).
+#: ``MIN_PASS_WORK`` vector multiply-adds per pixel (measured: FlowNetC's gains from passes; PWC
+#: level 2, kernel 3 and 1-column patches would lose, and keep one pass).
 ROWS_PER_PASS = 8
 MIN_PASS_WORK = 1024
 
