@@ -28,6 +28,11 @@ _COMPUTE = {torch.float32: torch.float32, torch.float64: torch.float64,
 _TAICHI = {torch.float32: ti.f32, torch.float64: ti.f64}
 
 
+def _channel_vectors(channels: int) -> int:
+    """How many vectors of ``LANES`` channels hold ``channels`` (the last one zero-padded)."""
+    return -(-channels // _kernels.LANES)
+
+
 def _cpu_layout(t: Tensor) -> Tensor:
     """The CPU kernels' layout of ``t``: ``(B, H, W, C / LANES, LANES)``, i.e. channels-last with the
     channels zero-padded to a multiple of ``LANES`` and read as vectors, in the compute dtype.  Free
@@ -35,7 +40,7 @@ def _cpu_layout(t: Tensor) -> Tensor:
     (re-layout, padding and conversion together) otherwise."""
     view = t.permute(0, 2, 3, 1)
     batch, height, width, channels = view.shape
-    groups = -(-channels // _kernels.LANES)
+    groups = _channel_vectors(channels)
     if groups * _kernels.LANES == channels and view.dtype == _COMPUTE[t.dtype] and view.is_contiguous():
         return view.view(batch, height, width, groups, _kernels.LANES)
     out = torch.empty((batch, height, width, groups * _kernels.LANES), dtype=_COMPUTE[t.dtype], device=t.device)
@@ -49,7 +54,7 @@ def _cpu_gradient(like: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     (:func:`_cpu_layout`).  The gradient is a channels_last tensor when the channel count is a multiple
     of ``LANES``, else a view of the padded buffer the kernels write (copied out at the end)."""
     batch, channels, height, width = like.shape
-    groups = -(-channels // _kernels.LANES)
+    groups = _channel_vectors(channels)
     buffer = torch.empty((batch, height, width, groups * _kernels.LANES), dtype=dtype, device=like.device)
     return buffer[..., :channels].permute(0, 3, 1, 2), buffer.view(batch, height, width, groups, _kernels.LANES)
 
