@@ -131,6 +131,14 @@ def _axpy_tile(acc: ti.template(), src: ti.template(), b, ys, xs, step, k0, n, w
             acc[k, :] = total
 
 
+@ti.func
+def _store_groups(grad: ti.template(), acc: ti.template(), b, y, x, k0, n):
+    """``grad[b, y, x, k0 + k] = acc[k]`` for ``k < n``: a gradient kernel's accumulated chunk."""
+    for k in ti.static(range(GROUPS)):
+        if k < n:
+            grad[b, y, x, k0 + k] = acc[k, :]
+
+
 @ti.kernel
 def window_sum(
     products: ti.types.ndarray(ndim=1),
@@ -287,9 +295,7 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                                                 _axpy_tile(acc, x2, b, y2, start + pw * g.patch_dilation_w,
                                                            g.patch_dilation_w, k0, n, weight, T)
                                                 pw += T
-                for k in ti.static(range(GROUPS)):
-                    if k < n:
-                        grad1[b, y, x, k0 + k] = acc[k, :]
+                _store_groups(grad1, acc, b, y, x, k0, n)
 
     @ti.kernel
     def grad_input2(
@@ -365,8 +371,6 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                                                 _axpy_tile(acc, x1, b, y1, top - p0 * dp, -period * dp, k0, n,
                                                            weight, T)
                                                 k += T
-                    for k in ti.static(range(GROUPS)):
-                        if k < n:
-                            grad2[b, y, x, k0 + k] = acc[k, :]
+                    _store_groups(grad2, acc, b, y, x, k0, n)
 
     return SimpleNamespace(forward=forward, grad_input1=grad_input1, grad_input2=grad_input2)
