@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import corr_taichi
-from corr_taichi import _geometry, _gpu_kernels, _op, reference
+from corr_taichi import _geometry, _gpu_kernels, _op, _row_path, reference
 from corr_taichi._runtime import current_arch_name
 
 from .conftest import randn
@@ -81,6 +81,7 @@ def test_tile_and_chunk_boundaries_match_reference(cfg, shape, variant, dtype, m
         return kernel
 
     monkeypatch.setattr(_op, "_kernel_for", spy)
+    monkeypatch.setattr(_row_path, "FORCED", False)  # on the CPU: its channel-vector kernels (tests/test_row_path.py has the rest)
     seed = sum(shape) + len(str(cfg))
     x1 = randn(*shape, dtype=dtype, seed=seed).requires_grad_()
     x2 = randn(*shape, dtype=dtype, seed=seed + 1).requires_grad_()

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import corr_taichi
-from corr_taichi import _kernels, reference
+from corr_taichi import _kernels, _row_kernels, reference
 from corr_taichi._runtime import ti
 
 
@@ -42,6 +42,8 @@ def _compiled_instances():
     for dtype in (ti.f32, ti.f64):  # the correlation kernels are built per dtype
         family = _kernels.correlation_kernels(dtype)
         kernels += [family.forward, family.grad_input1, family.grad_input2]
+        rows = _row_kernels.row_kernels(dtype)
+        kernels += [rows.forward, rows.gradient]
     return sum(len(k._primal.compiled_kernels) for k in kernels)
 
 
@@ -59,7 +61,8 @@ def test_kernel_instances_do_not_grow_with_shapes_or_parameters():
     """Taichi compiles per dtype (and a few layout variants), never per shape or parameter set."""
     _many_calls(0)
     settled = _compiled_instances()
-    assert settled <= 10 * 2  # (2 window kernels + 3 correlation kernels) x 2 dtypes x Taichi's layout variants
+    assert settled <= 15 * 2  # (2 window kernels + 3 correlation kernels + 2 row kernels, of which the gradient
+    # comes in 2 variants) x 2 dtypes, x Taichi's layout variants
     _many_calls(100)
     assert _compiled_instances() == settled
 

@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from . import _gpu_kernels, _kernels
+from . import _gpu_kernels, _kernels, _row_path
 from ._geometry import Geometry
 from ._runtime import current_arch_name, ensure_runtime, ti, usable
 from .reference import correlation_from_geometry
@@ -89,6 +89,19 @@ def _product_geometry(g: Geometry, height: int, width: int, from_ratio: float = 
                                origin_h=0, origin_w=0, out_h=height, out_w=width)
 
 
+def _row_geometry(g: Geometry, shape: Sequence[int], backward: bool = False) -> Geometry | None:
+    """The single-tap geometry the CPU row path (:mod:`._row_path`) computes for a call on inputs of
+    ``shape``: ``g`` itself, or its per-pixel products when a window of several taps is summed over
+    them; ``None`` when the row path does not take the call."""
+    tap = g if g.kernel_h * g.kernel_w == 1 else _product_geometry(g, *shape[2:])
+    return tap if tap is not None and _row_path.takes(tap, *shape, backward=backward) else None
+
+
+def _window_sum(products: Tensor, out: Tensor, g: Geometry, scale: float, height: int, width: int) -> None:
+    _kernels.window_sum(products.view(-1), out.view(-1), height, width, _launch_struct(g), scale,
+                        _TAICHI[out.dtype])
+
+
 def _nchw(t: Tensor) -> Tensor:
     """Contiguous ``(B, C, H, W)`` tensor of the compute dtype (the GPU kernels' layout)."""
     return t.to(_COMPUTE[t.dtype]).contiguous()
@@ -147,7 +160,7 @@ def _forward_piece(a: Tensor, b: Tensor, out: Tensor, g: Geometry, scale: float,
         return
     products = torch.empty(gp.output_shape(out.shape[0]), dtype=out.dtype, device=out.device)
     _kernel_for("forward", gp, a, cpu_kernels)(a, b, products.view(-1), _launch_struct(gp), 1.0, dtype)
-    _kernels.window_sum(products.view(-1), out.view(-1), height, width, _launch_struct(g), scale, dtype)
+    _window_sum(products, out, g, scale, height, width)
 
 
 @torch.library.custom_op("corr_taichi::correlation", mutates_args=())
@@ -161,8 +174,17 @@ def correlation_op(input1: Tensor, input2: Tensor, geometry: Sequence[int], scal
         return _reference(input1, input2, g, scale)
     with _launch(input1.device) as (device, cpu_kernels):
         a, b = input1.to(device), input2.to(device)
-        a, b = (_cpu_layout(a), _cpu_layout(b)) if cpu_kernels else (_nchw(a), _nchw(b))
         out = torch.empty(shape, dtype=compute, device=device)
+        tap = _row_geometry(g, input1.shape) if cpu_kernels else None
+        if tap is not None:  # few channels: the row path
+            if tap is g:
+                _row_path.forward(a, b, out, g, float(scale))
+            else:
+                products = torch.empty(tap.output_shape(shape[0]), dtype=compute, device=device)
+                _row_path.forward(a, b, products, tap, 1.0)
+                _window_sum(products, out, g, float(scale), *input1.shape[2:])
+            return out.to(device=input1.device, dtype=input1.dtype)
+        a, b = (_cpu_layout(a), _cpu_layout(b)) if cpu_kernels else (_nchw(a), _nchw(b))
         for piece in _pieces(g, *input1.shape):
             _forward_piece(a[piece.images], b[piece.images], out[piece.images, piece.rows], piece.geometry,
                            float(scale), *input1.shape[2:], cpu_kernels)
@@ -197,6 +219,20 @@ def correlation_backward_op(
                      for (need, x, _), grad in zip(needed, (grad1, grad2)))
     with _launch(input1.device) as (device, cpu_kernels):
         grad_out = grad_output.to(device=device, dtype=compute).contiguous()
+        tap = _row_geometry(g, input1.shape, backward=True) if cpu_kernels else None
+        if tap is not None:  # few channels: the row path
+            if tap is not g:  # back through the window sums first
+                grad_products = torch.empty(tap.output_shape(grad_out.shape[0]), dtype=compute, device=device)
+                _kernels.window_sum_grad(grad_out.view(-1), grad_products.view(-1), *input1.shape[2:],
+                                         _launch_struct(g), float(scale), _TAICHI[compute])
+                grad_out, scale = grad_products, 1.0
+            grads = _row_path.backward(grad_out, input1.to(device), input2.to(device), tap, float(scale),
+                                       need_input1, need_input2)
+            return tuple(
+                grad.to(device=x.device, dtype=x.dtype).contiguous(memory_format=torch.channels_last) if need
+                else x.new_empty(0)
+                for (need, x, _), grad in zip(needed, grads)
+            )
         layout = _cpu_layout if cpu_kernels else _nchw
         grads, views, partners = [], [], []
         for need, x, other in needed:

@@ -1,0 +1,153 @@
+"""CPU kernels vectorised along image rows, for few channels (the row path of :mod:`._row_path`).
+
+The kernels of :mod:`._kernels` put vectors across channels: each displacement's dot product ends in
+a sum across a vector's lanes, a fixed cost that few channels (PWC-Net's 32, say) leave exposed.
+These kernels put vectors along the row instead: a vector holds ``LANES`` neighbouring output pixels,
+so a displacement's dot product is one multiply-add per channel, with no reduction at all.
+
+Displacement ``pw`` shifts the partner row by ``pw`` pixels, which is rarely a whole vector.  Taichi
+loads vectors only at whole-vector offsets (an ndarray of vectors is assumed aligned), so a shifted
+vector is cut from two aligned neighbours, ``lo`` and ``hi``, by :func:`_window` with a compile-time
+shift: one lane shuffle.  The ``LANES`` shifts of one pair of aligned loads are the slots of a tile
+(unrolled, each slot its own accumulator), which covers up to ``LANES`` displacements of a patch row.
+
+Layouts (made by :mod:`._row_path`): NCHW rows padded with zeros to whole vectors, as ``(B, C, H,
+V)`` ndarrays of ``LANES``-vectors; the output ``(B, PH, PW, oH, V)``.  Only a single kernel tap,
+column stride 1 and patch dilation 1 along the row are handled (several taps go through per-pixel
+products and :func:`._kernels.window_sum`).  The row geometry is a struct of runtime ints, so each
+kernel is compiled once per dtype.
+"""
+
+import functools
+from types import SimpleNamespace
+
+from ._kernels import LANES
+from ._runtime import ti
+
+#: channels of one target pixel vector accumulated in registers at a time by :func:`gradient`.
+CHANNEL_TILE = 8
+
+#: independent partial sums of a gradient vector (the latency of a vector add covers several).
+PARTIALS = 4
+
+RowGeometry = ti.types.struct(
+    stride_h=ti.i32, origin_h=ti.i32, patch_h=ti.i32, patch_dilation_h=ti.i32, first_h=ti.i32,
+    out_h=ti.i32, patch_w=ti.i32,
+    # the partner vector of target vector v and displacement pw starts at column
+    # LANES * v + lead + step * pw of the partner's padded row
+    lead=ti.i32, step=ti.i32,
+)
+
+
+@ti.func
+def _window(lo: ti.template(), hi: ti.template(), s: ti.template()):
+    """The ``LANES`` values that start ``s`` lanes into ``lo`` and run on into ``hi``."""
+    return ti.Vector([lo[s + lane] for lane in ti.static(range(LANES - s))] +
+                     [hi[lane] for lane in ti.static(range(s))])
+
+
+@ti.func
+def _window_of_row(lo: ti.template(), hi: ti.template(), row: ti.template(), s: ti.template()):
+    """:func:`_window` of row ``row`` of the matrices ``lo`` and ``hi``."""
+    return ti.Vector([lo[row, s + lane] for lane in ti.static(range(LANES - s))] +
+                     [hi[row, lane] for lane in ti.static(range(s))])
+
+
+@ti.func
+def _slots(g: ti.template(), k):
+    """``[lo, hi)``: the slots of window ``k`` (partner starts ``LANES*k + slot``) that are some
+    displacement's start."""
+    first = g.lead
+    if g.step < 0:
+        first = g.lead - (g.patch_w - 1)
+    return ti.max(0, first - k * LANES), ti.min(LANES, first + g.patch_w - k * LANES)
+
+
+@ti.func
+def _windows(g: ti.template()):
+    """``[lo, hi)``: the windows (whole-vector offsets) holding the displacements' starts."""
+    first = g.lead
+    if g.step < 0:
+        first = g.lead - (g.patch_w - 1)
+    return first // LANES, (first + g.patch_w - 1) // LANES + 1
+
+
+@functools.cache
+def row_kernels(dtype) -> SimpleNamespace:
+    """The row path's forward and gradient kernels for inputs of Taichi scalar type ``dtype``."""
+    rows = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
+    planes = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=5)
+
+    @ti.kernel
+    def forward(x1: rows, x2: rows, out: planes, g: RowGeometry, scale: ti.f64, acc_t: ti.template()):
+        """``out[b, ph, pw, h, v] = scale * sum_c x1[b, c, y1, v] * x2[b, c, y2, starting at
+        LANES * v + lead + pw]`` (``step`` is 1), zero where a row is outside the image; one task per
+        (batch, patch row, output row), one tile of displacements and one output vector at a time."""
+        height, channels = x1.shape[2], x1.shape[1]
+        s = ti.cast(scale, acc_t)
+        for b, ph, h in ti.ndrange(x1.shape[0], g.patch_h, g.out_h):
+            y1 = h * g.stride_h + g.origin_h
+            y2 = y1 + g.first_h + ph * g.patch_dilation_h
+            inside = 0 <= y1 < height and 0 <= y2 < height
+            k_lo, k_hi = _windows(g)
+            for k in range(k_lo, k_hi):
+                s_lo, s_hi = _slots(g, k)
+                for v in range(out.shape[4]):
+                    acc = ti.Matrix.zero(acc_t, LANES, LANES)
+                    if inside:
+                        for c in range(channels):
+                            a = x1[b, c, y1, v]
+                            lo = x2[b, c, y2, v + k]
+                            hi = x2[b, c, y2, v + k + 1]
+                            for slot in ti.static(range(LANES)):
+                                if s_lo <= slot < s_hi:
+                                    acc[slot, :] += a * _window(lo, hi, slot)
+                    for slot in ti.static(range(LANES)):
+                        if s_lo <= slot < s_hi:
+                            out[b, ph, k * LANES + slot - g.lead, h, v] = acc[slot, :] * s
+
+    @ti.kernel
+    def gradient(weights: planes, partner: rows, target: rows, g: RowGeometry, target_is_input2: ti.template(),
+                 scale: ti.f64, acc_t: ti.template()):
+        """``target[b, c, Y, v] = scale * sum_{ph, pw} weights[b, ph, pw, h, v] * partner[b, c, Y', starting
+        at LANES * v + lead + step * pw]`` over the patch rows whose output row ``h`` and partner row ``Y'``
+        exist for target row ``Y``: input1's gradient (partner input2, the output gradient as weights)
+        or, with ``target_is_input2``, input2's (partner input1, weights the output gradient skewed so
+        that displacement ``pw``'s row starts ``pw`` columns later).  One task per target row; a tile
+        of ``CHANNEL_TILE`` channels of one target vector at a time."""
+        height, channels = target.shape[2], target.shape[1]
+        s = ti.cast(scale, acc_t)
+        for b, y in ti.ndrange(target.shape[0], height):
+            for c, v in ti.ndrange(channels, target.shape[3]):
+                target[b, c, y, v] = ti.Vector.zero(acc_t, LANES)
+            for ph in range(g.patch_h):  # one patch row at a time: its rows stay in L1 cache
+                y1 = y  # the input1 row, and the partner's row
+                y_partner = y + g.first_h + ph * g.patch_dilation_h
+                if ti.static(target_is_input2):
+                    y1 = y - g.first_h - ph * g.patch_dilation_h
+                    y_partner = y1
+                offset = y1 - g.origin_h
+                h = offset // g.stride_h
+                if (0 <= y1 < height and 0 <= y_partner < height and offset >= 0 and offset % g.stride_h == 0
+                        and h < g.out_h):
+                    k_lo, k_hi = _windows(g)
+                    for v, k in ti.ndrange(target.shape[3], (k_lo, k_hi)):
+                        s_lo, s_hi = _slots(g, k)
+                        weight = ti.Matrix.zero(acc_t, LANES, LANES)  # the displacements' weights
+                        for slot in ti.static(range(LANES)):
+                            if s_lo <= slot < s_hi:
+                                weight[slot, :] = weights[b, ph, (k * LANES + slot - g.lead) * g.step, h, v] * s
+                        for c in range(channels):
+                            lo = partner[b, c, y_partner, v + k]
+                            hi = partner[b, c, y_partner, v + k + 1]
+                            # independent partial sums, so the multiply-adds need not wait for each other
+                            total = ti.Matrix.zero(acc_t, PARTIALS, LANES)
+                            for slot in ti.static(range(LANES)):
+                                if s_lo <= slot < s_hi:  # one displacement: one multiply-add
+                                    total[slot % PARTIALS, :] += weight[slot, :] * _window(lo, hi, slot)
+                            sum_ = target[b, c, y, v]
+                            for p in ti.static(range(PARTIALS)):
+                                sum_ += total[p, :]
+                            target[b, c, y, v] = sum_
+
+    return SimpleNamespace(forward=forward, gradient=gradient)

@@ -1,0 +1,201 @@
+"""The row path: the CPU op for few channels, on the row-vectorised kernels of :mod:`._row_kernels`.
+
+It takes single-tap geometries with column stride 1 and patch dilation 1 along the row (several taps
+arrive here as per-pixel products), and inputs of at most :data:`MAX_CHANNELS` channels; with more
+channels the channel-vector kernels of :mod:`._kernels` are as fast and need no padded copies.
+
+Columns, in one place: output column ``w`` reads input1 column ``w + origin_w`` and, for displacement
+``pw``, input2 column ``w + origin_w + first_w + pw``.  :class:`RowLayout` pads both inputs' rows
+with zeros so that these reads become vector loads at whole-vector offsets plus a shift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from . import _kernels, _row_kernels
+from ._geometry import Geometry
+from ._runtime import ti
+
+LANES = _kernels.LANES
+
+#: the row path serves inputs of up to this many channels (forward, backward) and patch rows of at
+#: least ``MIN_PATCH_W`` displacements (a tile holds ``LANES``; fewer leave most of its work idle);
+#: beyond, the channel-vector kernels are as fast or faster (measured on PWC-Net level 2, C = 32;
+#: kernel 3, C = 64; a 1 x 41 patch, C = 128; a 41 x 1 patch).
+MAX_CHANNELS = 128
+MAX_CHANNELS_BACKWARD = 64
+MIN_PATCH_W = 4
+#: ``True`` or ``False`` overrides the rule above (tests run each geometry on both CPU paths).
+FORCED: bool | None = None
+
+
+def _vectors(columns: int) -> int:
+    """Whole vectors holding ``columns`` columns."""
+    return -(-max(columns, 0) // LANES)
+
+
+def _padded_channels(channels: int) -> int:
+    """Channels rounded up to whole tiles of the gradient kernel (the extra ones are zeros)."""
+    tile = _row_kernels.CHANNEL_TILE
+    return -(-channels // tile) * tile
+
+
+def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backward: bool = False) -> bool:
+    """Whether the row path computes this single-tap geometry (the forward, or the backward) on inputs
+    of this shape."""
+    if (g.kernel_h, g.kernel_w, g.stride_w, g.patch_dilation_w) != (1, 1, 1, 1) or FORCED is False:
+        return False
+    if FORCED is None and (channels > (MAX_CHANNELS_BACKWARD if backward else MAX_CHANNELS)
+                           or g.patch_w < MIN_PATCH_W):
+        return False
+    layout = RowLayout.of(g, height, width)
+    largest = max(layout.x1_vectors(layout.last), layout.x2_vectors, layout.grad2_vectors) * LANES * _padded_channels(channels) * height
+    largest = max(largest, g.patch_h * g.patch_w * g.out_h * layout.grad2_vectors * LANES)
+    return batch * largest <= 2**31 - 1  # Taichi indexes ndarrays with 32-bit ints
+
+
+@dataclasses.dataclass(frozen=True)
+class RowLayout:
+    """Where each padded row keeps which column (offsets in columns, widths in vectors).
+
+    * ``x2p[X] = input2[X - x2_lead]``: the partner of output column ``w`` at displacement ``pw``
+      is ``x2p[w + first + pw]``; ``first`` is a whole number of vectors, so a patch row's starts
+      fill as few windows as possible.  Input2's gradient is computed in these columns too,
+      ``grad2_vectors`` wide.
+    * ``x1p[margin + w] = input1[w + origin_w]`` (zero where that column is outside the image or
+      ``w`` outside the output).  The forward reads it at whole vectors, with no margin; input2's
+      gradient reads it up to ``last = first + patch_w - 1`` columns to the left of a target
+      column, with a margin of ``last`` so that those starts begin at a whole vector.
+    """
+
+    out_w: int
+    out_vectors: int
+    first: int
+    last: int
+    x2_lead: int
+    x2_vectors: int
+    grad2_vectors: int
+
+    @classmethod
+    def of(cls, g: Geometry, height: int, width: int) -> "RowLayout":
+        offset = g.origin_w + g.first_w  # input2 column of output column 0 at displacement 0
+        first = _vectors(offset) * LANES if offset > 0 else 0
+        out_vectors = _vectors(g.out_w)
+        x2_lead = first - offset
+        last = first + g.patch_w - 1
+        grad2_vectors = _vectors(max(last + g.out_w, x2_lead + width))
+        # a window also reads the vector after its start's, hence the + 1
+        x2_vectors = max(out_vectors + last // LANES + 1, _vectors(x2_lead + width))
+        return cls(g.out_w, out_vectors, first, last, x2_lead, x2_vectors, grad2_vectors)
+
+    def x1_vectors(self, margin: int) -> int:
+        """Width of ``x1p`` with ``margin``: the forward's (none) or input2's gradient's (``last``)."""
+        if margin == 0:
+            return self.out_vectors
+        return max(_vectors(margin + self.out_w), self.grad2_vectors + (margin - self.first) // LANES + 1)
+
+    def padded_input1(self, x1: Tensor, g: Geometry, dtype: torch.dtype, margin: int = 0) -> Tensor:
+        batch, channels, height, width = x1.shape
+        columns = self.x1_vectors(margin) * LANES
+        out = x1.new_zeros((batch, _padded_channels(channels), height, columns), dtype=dtype)
+        lo, hi = max(0, -g.origin_w), min(g.out_w, width - g.origin_w)  # output columns inside input1
+        if lo < hi:
+            out[:, :channels, :, margin + lo:margin + hi] = x1[..., lo + g.origin_w:hi + g.origin_w]
+        return out
+
+    def padded_input2(self, x2: Tensor, dtype: torch.dtype) -> Tensor:
+        batch, channels, height, width = x2.shape
+        out = x2.new_zeros((batch, _padded_channels(channels), height, self.x2_vectors * LANES), dtype=dtype)
+        out[:, :channels, :, self.x2_lead:self.x2_lead + width] = x2
+        return out
+
+    def padded_output_grad(self, grad_out: Tensor, g: Geometry) -> Tensor:
+        """The output gradient with rows of whole vectors (zeros beyond ``out_w``)."""
+        if self.out_vectors * LANES == g.out_w and grad_out.is_contiguous():
+            return grad_out
+        out = grad_out.new_zeros(grad_out.shape[:-1] + (self.out_vectors * LANES,))
+        out[..., :g.out_w] = grad_out
+        return out
+
+    def skewed_output_grad(self, grad_out: Tensor, g: Geometry) -> Tensor:
+        """``G[b, ph, pw, h, first + pw + w] = grad_out[b, ph, pw, h, w]``, zero elsewhere: the output
+        gradient in input2's padded columns, so input2's gradient reads it at whole-vector offsets."""
+        batch, patch_h, patch_w, out_h, out_w = grad_out.shape
+        row = self.grad2_vectors * LANES
+        skewed = grad_out.new_zeros((batch, patch_h, patch_w, out_h, row))
+        # one strided view in which each displacement's rows start one column later than the last's
+        view = skewed.as_strided((batch, patch_h, patch_w, out_h, out_w),
+                                 (patch_h * patch_w * out_h * row, patch_w * out_h * row, out_h * row + 1, row, 1),
+                                 self.first)
+        view.copy_(grad_out)
+        return skewed
+
+
+def _struct(g: Geometry, lead: int, step: int):
+    return _row_kernels.RowGeometry(
+        stride_h=g.stride_h, origin_h=g.origin_h, patch_h=g.patch_h, patch_dilation_h=g.patch_dilation_h,
+        first_h=g.first_h, out_h=g.out_h, patch_w=g.patch_w, lead=lead, step=step,
+    )
+
+
+def _rows(t: Tensor) -> Tensor:
+    """``t`` (..., V * LANES) as the kernels' (..., V) ndarray of vectors."""
+    return t.view(t.shape[:-1] + (t.shape[-1] // LANES, LANES))
+
+
+def _taichi(dtype: torch.dtype):
+    return ti.f64 if dtype == torch.float64 else ti.f32
+
+
+def _kernels_for(dtype: torch.dtype):
+    return _row_kernels.row_kernels(_taichi(dtype))
+
+
+def forward(x1: Tensor, x2: Tensor, out: Tensor, g: Geometry, scale: float) -> None:
+    """``out`` (contiguous ``(B, PH, PW, oH, oW)`` of the compute dtype) from NCHW inputs."""
+    height, width = x1.shape[2:]
+    layout = RowLayout.of(g, height, width)
+    dtype = out.dtype
+    a, b = layout.padded_input1(x1, g, dtype), layout.padded_input2(x2, dtype)
+    target = out
+    if layout.out_vectors * LANES != g.out_w:
+        target = out.new_empty(out.shape[:-1] + (layout.out_vectors * LANES,))
+    _kernels_for(dtype).forward(_rows(a), _rows(b), _rows(target), _struct(g, layout.first, 1), scale,
+                                _taichi(dtype))
+    if target is not out:
+        out.copy_(target[..., :g.out_w])
+
+
+def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float, need1: bool, need2: bool
+             ) -> tuple[Tensor | None, Tensor | None]:
+    """The input gradients (NCHW, compute dtype; ``None`` where not needed) from the output gradient
+    ``(B, PH, PW, oH, oW)`` and the NCHW inputs."""
+    batch, channels, height, width = x1.shape
+    layout = RowLayout.of(g, height, width)
+    dtype = grad_out.dtype
+    kernels, taichi_dtype = _kernels_for(dtype), _taichi(dtype)
+    padded = _padded_channels(channels)
+    grad1 = grad2 = None
+    if need1:
+        # computed in output columns: target column w is input1 column w + origin_w
+        target = grad_out.new_empty((batch, padded, height, layout.out_vectors * LANES))
+        kernels.gradient(_rows(layout.padded_output_grad(grad_out, g)), _rows(layout.padded_input2(x2, dtype)),
+                         _rows(target), _struct(g, layout.first, 1), False, scale, taichi_dtype)
+        grad1 = grad_out.new_zeros((batch, channels, height, width))
+        lo, hi = max(0, -g.origin_w), min(g.out_w, width - g.origin_w)
+        if lo < hi:
+            grad1[..., lo + g.origin_w:hi + g.origin_w] = target[:, :channels, :, lo:hi]
+    if need2:
+        # computed in input2's padded columns; displacement pw's partner of target column X is
+        # input1's padded column (margin last) last + X - first - pw
+        target = grad_out.new_empty((batch, padded, height, layout.grad2_vectors * LANES))
+        x1p = layout.padded_input1(x1, g, dtype, margin=layout.last)
+        kernels.gradient(_rows(layout.skewed_output_grad(grad_out, g)), _rows(x1p), _rows(target),
+                         _struct(g, layout.last - layout.first, -1), True, scale, taichi_dtype)
+        grad2 = target[:, :channels, :, layout.x2_lead:layout.x2_lead + width]
+    return grad1, grad2
+

@@ -1,0 +1,156 @@
+"""The CPU's two paths: the row path (vectors along rows, for few channels) and the channel-vector
+kernels, each forced on every configuration of the core tests and on shapes that cross the row
+path's vector, window and channel-tile boundaries, against the float64 oracle and reference."""
+
+import numpy as np
+import pytest
+import torch
+
+import corr_taichi
+from corr_taichi import _geometry, _op, _row_path, reference
+from corr_taichi._runtime import current_arch_name
+
+from . import oracle
+from .conftest import randn
+from .test_core import CONFIGS, FIXED
+
+pytestmark = pytest.mark.skipif(
+    current_arch_name() not in (None, "x64", "arm64"), reason="the row path is the CPU backend's"
+)
+
+
+@pytest.fixture
+def row_calls(monkeypatch):
+    """Which passes ran on the row path, in order."""
+    calls = []
+    for name in ("forward", "backward"):
+        real = getattr(_row_path, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(_row_path, name, spy)
+    return calls
+
+
+def _forward_and_grads(x1, x2, grad_seed, **cfg):
+    out = corr_taichi.correlation(x1, x2, **cfg)
+    grad_out = randn(*out.shape, dtype=out.dtype, seed=grad_seed)
+    return out, grad_out, torch.autograd.grad(out, (x1, x2), grad_out)
+
+
+@pytest.mark.parametrize("forced", [True, False], ids=["rows", "channel-vectors"])
+@pytest.mark.parametrize("cfg,shape", FIXED + CONFIGS)
+def test_each_cpu_path_matches_oracle_and_reference(cfg, shape, forced, monkeypatch, row_calls):
+    monkeypatch.setattr(_row_path, "FORCED", forced)
+    seed = sum(shape) + len(str(cfg))
+    x1 = randn(*shape, seed=seed, requires_grad=True)
+    x2 = randn(*shape, seed=seed + 1, requires_grad=True)
+    out, grad_out, grads = _forward_and_grads(x1, x2, seed + 2, **cfg)
+    np.testing.assert_allclose(out.detach().numpy(), oracle.sampler(x1.detach().numpy(), x2.detach().numpy(), **cfg),
+                               rtol=1e-12, atol=1e-12)
+    expected = torch.autograd.grad(reference.correlation(x1, x2, **cfg), (x1, x2), grad_out)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    g = _geometry.sampler_geometry(shape[2], shape[3], **cfg)
+    takes = _op._row_geometry(g, shape) is not None
+    assert row_calls == (["forward", "backward"] if takes else [])
+    assert not takes or forced
+
+
+ROW_CASES = [
+    (dict(patch_size=9), (2, 32, 7, 37)),  # PWC-like; rows of 3 vectors, the last one partly padding
+    (dict(patch_size=(3, 21), padding=(1, 5)), (1, 5, 6, 40)),  # a patch row over two windows
+    (dict(patch_size=(2, 17), padding=(0, 3)), (2, 17, 8, 16)),  # 17 channels: 3 channel tiles
+    (dict(patch_size=(4, 6), stride=(2, 1), dilation_patch=(3, 1)), (2, 3, 9, 17)),  # row stride, dilated rows
+    (dict(kernel_size=3, patch_size=7, padding=1), (1, 9, 6, 33)),  # several taps: per-pixel products
+    (dict(kernel_size=(3, 2), patch_size=5, stride=(1, 2), padding=1), (1, 4, 7, 20)),  # products at a stride
+    (dict(patch_size=(1, 35)), (1, 3, 3, 5)),  # patch much wider than the image
+    (dict(patch_size=5, padding=(0, 20)), (1, 2, 4, 3)),  # output much wider than the image
+    (dict(patch_size=5, kernel_size=(1, 3)), (2, 3, 1, 20)),  # H = 1
+    (dict(patch_size=5), (1, 2, 5, 1)),  # W = 1
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("cfg,shape", ROW_CASES)
+def test_row_path_boundaries(cfg, shape, dtype, monkeypatch, row_calls):
+    monkeypatch.setattr(_row_path, "FORCED", True)
+    x1 = randn(*shape, dtype=dtype, seed=3, requires_grad=True)
+    x2 = randn(*shape, dtype=dtype, seed=4, requires_grad=True)
+    out, grad_out, grads = _forward_and_grads(x1, x2, 5, **cfg)
+    assert row_calls == ["forward", "backward"]
+    r1, r2 = (x.detach().double().requires_grad_() for x in (x1, x2))
+    expected = reference.correlation(r1, r2, **cfg)
+    expected_grads = torch.autograd.grad(expected, (r1, r2), grad_out.double())
+    tol = dict(rtol=1e-12, atol=1e-11) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out.double(), expected, **tol)
+    for got, want in zip(grads, expected_grads):
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), want, **tol)
+
+
+def test_row_path_with_partners_right_of_the_output(monkeypatch, row_calls):
+    """A geometry whose first partner column lies right of the output column (no public API makes one
+    with stride-1 rows, but the layout handles it): input2 is then read from a later whole vector."""
+    monkeypatch.setattr(_row_path, "FORCED", True)
+    g = _geometry.Geometry(kernel_h=1, kernel_w=1, dilation_h=1, dilation_w=1, stride_h=1, stride_w=1,
+                           origin_h=1, origin_w=3, patch_h=3, patch_w=5, patch_dilation_h=2, patch_dilation_w=1,
+                           first_h=-2, first_w=18, out_h=5, out_w=21)
+    x1 = randn(2, 6, 7, 45, seed=8, requires_grad=True)
+    x2 = randn(2, 6, 7, 45, seed=9, requires_grad=True)
+    out = _op.correlation_op(x1, x2, g.as_list(), 0.5)
+    expected = reference.correlation_from_geometry(x1, x2, g, 0.5)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    grad_out = randn(*out.shape, seed=10)
+    got = torch.autograd.grad(out, (x1, x2), grad_out)
+    want = torch.autograd.grad(expected, (x1, x2), grad_out)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert row_calls == ["forward", "backward"]
+
+
+@pytest.mark.parametrize("shape,cfg,forward,backward", [
+    ((4, 32, 96, 128), dict(patch_size=9), True, True),  # PWC-Net level 2
+    ((4, 64, 48, 64), dict(kernel_size=3, patch_size=9, stride=2, padding=1), True, True),  # via products
+    ((4, 128, 48, 64), dict(patch_size=(1, 41)), True, False),
+    ((4, 256, 48, 64), dict(patch_size=21, dilation_patch=2), False, False),  # FlowNetC: dilated patch rows
+    ((4, 128, 48, 64), dict(patch_size=(41, 1)), False, False),  # one displacement per patch row
+    ((4, 32, 48, 64), dict(patch_size=3, stride=2), False, False),  # column stride
+    ((4, 129, 48, 64), dict(patch_size=9), False, False),  # many channels
+])
+def test_which_calls_take_the_row_path(shape, cfg, forward, backward):
+    g = _geometry.sampler_geometry(shape[2], shape[3], **cfg)
+    assert (_op._row_geometry(g, shape) is not None) is forward
+    assert (_op._row_geometry(g, shape, backward=True) is not None) is backward
+
+
+def test_row_layout_padding_is_zero_outside_the_image():
+    """The padded copies hold the input where the layout says and zeros elsewhere."""
+    g = _geometry.sampler_geometry(5, 20, patch_size=(3, 7), padding=(0, 2))
+    layout = _row_path.RowLayout.of(g, 5, 20)
+    x = randn(1, 3, 5, 20, seed=1)
+    x2p = layout.padded_input2(x, torch.float64)
+    assert x2p.shape[1] == 8 and x2p.shape[-1] == layout.x2_vectors * _row_path.LANES
+    torch.testing.assert_close(x2p[:, :3, :, layout.x2_lead:layout.x2_lead + 20], x)
+    x2p[:, :3, :, layout.x2_lead:layout.x2_lead + 20] = 0
+    assert x2p.eq(0).all()
+    x1p = layout.padded_input1(x, g, torch.float64, margin=layout.last)
+    columns = torch.arange(g.out_w) + g.origin_w  # input1 column of each output column
+    inside = (columns >= 0) & (columns < 20)
+    placed = x1p[:, :3, :, layout.last:layout.last + g.out_w]
+    torch.testing.assert_close(placed[..., inside], x[..., columns[inside]])
+    placed[..., inside] = 0
+    assert x1p.eq(0).all()
+    skewed = layout.skewed_output_grad(torch.ones(g.output_shape(1), dtype=torch.float64), g)
+    for pw in range(g.patch_w):
+        start = layout.first + pw
+        assert skewed[0, 0, pw, 0, start:start + g.out_w].eq(1).all() and skewed[0, 0, pw].sum() == g.out_w * g.out_h
+
+
+def test_forced_channel_vectors_never_take_the_row_path(monkeypatch):
+    monkeypatch.setattr(_row_path, "FORCED", False)
+    g = _geometry.sampler_geometry(96, 128, patch_size=9)
+    assert _op._row_geometry(g, (4, 32, 96, 128)) is None
+    assert _op._row_geometry(g, (4, 32, 96, 128), backward=True) is None
