@@ -21,14 +21,11 @@ kernel is compiled once per dtype.
 import functools
 from types import SimpleNamespace
 
-from ._kernels import LANES
+from ._kernels import LANES, _output_index
 from ._runtime import ti
 
-#: channels of one target pixel vector accumulated in registers at a time by :func:`gradient`.
-CHANNEL_TILE = 8
-
-#: independent partial sums of a gradient vector (the latency of a vector add covers several).
-PARTIALS = 4
+#: the gradient kernel steps over channels in pairs (the padded copies round the count up).
+CHANNEL_TILE = 2
 
 RowGeometry = ti.types.struct(
     stride_h=ti.i32, origin_h=ti.i32, patch_h=ti.i32, patch_dilation_h=ti.i32, first_h=ti.i32,
@@ -44,13 +41,6 @@ def _window(lo: ti.template(), hi: ti.template(), s: ti.template()):
     """The ``LANES`` values that start ``s`` lanes into ``lo`` and run on into ``hi``."""
     return ti.Vector([lo[s + lane] for lane in ti.static(range(LANES - s))] +
                      [hi[lane] for lane in ti.static(range(s))])
-
-
-@ti.func
-def _window_of_row(lo: ti.template(), hi: ti.template(), row: ti.template(), s: ti.template()):
-    """:func:`_window` of row ``row`` of the matrices ``lo`` and ``hi``."""
-    return ti.Vector([lo[row, s + lane] for lane in ti.static(range(LANES - s))] +
-                     [hi[row, lane] for lane in ti.static(range(s))])
 
 
 @ti.func
@@ -77,6 +67,7 @@ def row_kernels(dtype) -> SimpleNamespace:
     """The row path's forward and gradient kernels for inputs of Taichi scalar type ``dtype``."""
     rows = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
     planes = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=5)
+    flat = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=1)
 
     @ti.kernel
     def forward(x1: rows, x2: rows, out: planes, g: RowGeometry, scale: ti.f64, acc_t: ti.template()):
@@ -107,47 +98,54 @@ def row_kernels(dtype) -> SimpleNamespace:
                             out[b, ph, k * LANES + slot - g.lead, h, v] = acc[slot, :] * s
 
     @ti.kernel
-    def gradient(weights: planes, partner: rows, target: rows, g: RowGeometry, target_is_input2: ti.template(),
+    def gradient(weights: planes, partner: flat, target: flat, batch: ti.i32, channels: ti.i32, height: ti.i32,
+                 partner_vectors: ti.i32, target_vectors: ti.i32, g: RowGeometry, target_is_input2: ti.template(),
                  scale: ti.f64, acc_t: ti.template()):
         """``target[b, c, Y, v] = scale * sum_{ph, pw} weights[b, ph, pw, h, v] * partner[b, c, Y', starting
         at LANES * v + lead + step * pw]`` over the patch rows whose output row ``h`` and partner row ``Y'``
         exist for target row ``Y``: input1's gradient (partner input2, the output gradient as weights)
         or, with ``target_is_input2``, input2's (partner input1, weights the output gradient skewed so
-        that displacement ``pw``'s row starts ``pw`` columns later).  One task per target row; a tile
-        of ``CHANNEL_TILE`` channels of one target vector at a time."""
-        height, channels = target.shape[2], target.shape[1]
+        that displacement ``pw``'s row starts ``pw`` columns later).
+
+        ``partner`` and ``target`` are flattened ``(B, C, H, V)`` rows (``channels`` even): flat indices
+        stepped by a channel plane keep the loop cheap, since every ndarray store makes LLVM reload
+        every ndarray's shape.  One task per target row, one patch row at a time (its rows stay in L1
+        cache), adding into the target; two channels per step, each summed in two halves, so that
+        four independent chains of multiply-adds overlap."""
         s = ti.cast(scale, acc_t)
-        for b, y in ti.ndrange(target.shape[0], height):
-            for c, v in ti.ndrange(channels, target.shape[3]):
-                target[b, c, y, v] = ti.Vector.zero(acc_t, LANES)
-            for ph in range(g.patch_h):  # one patch row at a time: its rows stay in L1 cache
+        partner_plane, target_plane = height * partner_vectors, height * target_vectors
+        for b, y in ti.ndrange(batch, height):
+            for c, v in ti.ndrange(channels, target_vectors):
+                target[(b * channels + c) * target_plane + y * target_vectors + v] = ti.Vector.zero(acc_t, LANES)
+            k_lo, k_hi = _windows(g)
+            for ph in range(g.patch_h):
                 y1 = y  # the input1 row, and the partner's row
                 y_partner = y + g.first_h + ph * g.patch_dilation_h
                 if ti.static(target_is_input2):
                     y1 = y - g.first_h - ph * g.patch_dilation_h
                     y_partner = y1
-                offset = y1 - g.origin_h
-                h = offset // g.stride_h
-                if (0 <= y1 < height and 0 <= y_partner < height and offset >= 0 and offset % g.stride_h == 0
-                        and h < g.out_h):
-                    k_lo, k_hi = _windows(g)
-                    for v, k in ti.ndrange(target.shape[3], (k_lo, k_hi)):
+                h = _output_index(y1, g.origin_h, 0, 1, g.stride_h, g.out_h)
+                if 0 <= y1 < height and 0 <= y_partner < height and h >= 0:
+                    for v, k in ti.ndrange(target_vectors, (k_lo, k_hi)):
                         s_lo, s_hi = _slots(g, k)
-                        weight = ti.Matrix.zero(acc_t, LANES, LANES)  # the displacements' weights
+                        weight = ti.Matrix.zero(acc_t, LANES, LANES)  # one row per displacement of the window
                         for slot in ti.static(range(LANES)):
                             if s_lo <= slot < s_hi:
                                 weight[slot, :] = weights[b, ph, (k * LANES + slot - g.lead) * g.step, h, v] * s
-                        for c in range(channels):
-                            lo = partner[b, c, y_partner, v + k]
-                            hi = partner[b, c, y_partner, v + k + 1]
-                            # independent partial sums, so the multiply-adds need not wait for each other
-                            total = ti.Matrix.zero(acc_t, PARTIALS, LANES)
+                        p = b * channels * partner_plane + y_partner * partner_vectors + v + k  # [b, 0, y_partner, v + k]
+                        t = b * channels * target_plane + y * target_vectors + v  # [b, 0, y, v]
+                        for _ in range(channels // 2):
+                            lo, hi = partner[p], partner[p + 1]
+                            lo2, hi2 = partner[p + partner_plane], partner[p + partner_plane + 1]
+                            total = ti.Matrix.zero(acc_t, 2, LANES)
+                            total2 = ti.Matrix.zero(acc_t, 2, LANES)
                             for slot in ti.static(range(LANES)):
-                                if s_lo <= slot < s_hi:  # one displacement: one multiply-add
-                                    total[slot % PARTIALS, :] += weight[slot, :] * _window(lo, hi, slot)
-                            sum_ = target[b, c, y, v]
-                            for p in ti.static(range(PARTIALS)):
-                                sum_ += total[p, :]
-                            target[b, c, y, v] = sum_
+                                if s_lo <= slot < s_hi:  # one displacement: a multiply-add per channel
+                                    total[slot % 2, :] += weight[slot, :] * _window(lo, hi, slot)
+                                    total2[slot % 2, :] += weight[slot, :] * _window(lo2, hi2, slot)
+                            target[t] = target[t] + (total[0, :] + total[1, :])
+                            target[t + target_plane] = target[t + target_plane] + (total2[0, :] + total2[1, :])
+                            p += 2 * partner_plane
+                            t += 2 * target_plane
 
     return SimpleNamespace(forward=forward, gradient=gradient)

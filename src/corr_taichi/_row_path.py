@@ -98,20 +98,19 @@ class RowLayout:
             return self.out_vectors
         return max(_vectors(margin + self.out_w), self.grad2_vectors + (margin - self.first) // LANES + 1)
 
-    def padded_input1(self, x1: Tensor, g: Geometry, dtype: torch.dtype, margin: int = 0) -> Tensor:
-        batch, channels, height, width = x1.shape
+    def padded_input1(self, x1: Tensor, g: Geometry, dtype: torch.dtype, margin: int = 0,
+                      channels: int | None = None) -> Tensor:
+        """``x1p`` with ``margin`` and ``channels`` channels (the extra ones zero; default: as many as
+        ``x1`` has); ``x1`` itself, not a copy, where it already is ``x1p``."""
+        lo, hi = max(0, -g.origin_w), min(g.out_w, x1.shape[3] - g.origin_w)  # output columns inside input1
+        hi = max(lo, hi)
         columns = self.x1_vectors(margin) * LANES
-        out = x1.new_zeros((batch, _padded_channels(channels), height, columns), dtype=dtype)
-        lo, hi = max(0, -g.origin_w), min(g.out_w, width - g.origin_w)  # output columns inside input1
-        if lo < hi:
-            out[:, :channels, :, margin + lo:margin + hi] = x1[..., lo + g.origin_w:hi + g.origin_w]
-        return out
+        return _padded(x1[..., lo + g.origin_w:hi + g.origin_w], dtype, margin + lo, columns - margin - hi, channels)
 
-    def padded_input2(self, x2: Tensor, dtype: torch.dtype) -> Tensor:
-        batch, channels, height, width = x2.shape
-        out = x2.new_zeros((batch, _padded_channels(channels), height, self.x2_vectors * LANES), dtype=dtype)
-        out[:, :channels, :, self.x2_lead:self.x2_lead + width] = x2
-        return out
+    def padded_input2(self, x2: Tensor, dtype: torch.dtype, channels: int | None = None) -> Tensor:
+        """``x2p`` with ``channels`` channels (as :meth:`padded_input1`)."""
+        width = x2.shape[3]
+        return _padded(x2, dtype, self.x2_lead, self.x2_vectors * LANES - self.x2_lead - width, channels)
 
     def padded_output_grad(self, grad_out: Tensor, g: Geometry) -> Tensor:
         """The output gradient with rows of whole vectors (zeros beyond ``out_w``)."""
@@ -133,6 +132,21 @@ class RowLayout:
                                  self.first)
         view.copy_(grad_out)
         return skewed
+
+
+def _padded(x: Tensor, dtype: torch.dtype, left: int, right: int, channels: int | None) -> Tensor:
+    """Contiguous ``x`` of ``dtype`` with ``left`` and ``right`` zero columns and zero channels up to
+    ``channels``: one pass over the memory (none where nothing changes)."""
+    extra = 0 if channels is None else channels - x.shape[1]
+    x = x.to(dtype)
+    if left or right or extra:
+        return torch.nn.functional.pad(x, (left, right, 0, 0, 0, extra))
+    return x.contiguous()
+
+
+def _flat(t: Tensor) -> Tensor:
+    """``t`` (..., V * LANES) as a flat ndarray of vectors."""
+    return t.view(-1, LANES)
 
 
 def _struct(g: Geometry, lead: int, step: int):
@@ -183,18 +197,24 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
     if need1:
         # computed in output columns: target column w is input1 column w + origin_w
         target = grad_out.new_empty((batch, padded, height, layout.out_vectors * LANES))
-        kernels.gradient(_rows(layout.padded_output_grad(grad_out, g)), _rows(layout.padded_input2(x2, dtype)),
-                         _rows(target), _struct(g, layout.first, 1), False, scale, taichi_dtype)
-        grad1 = grad_out.new_zeros((batch, channels, height, width))
+        x2p = layout.padded_input2(x2, dtype, padded)
+        kernels.gradient(_rows(layout.padded_output_grad(grad_out, g)), _flat(x2p), _flat(target), batch, padded,
+                         height, layout.x2_vectors, layout.out_vectors, _struct(g, layout.first, 1), False, scale,
+                         taichi_dtype)
         lo, hi = max(0, -g.origin_w), min(g.out_w, width - g.origin_w)
-        if lo < hi:
-            grad1[..., lo + g.origin_w:hi + g.origin_w] = target[:, :channels, :, lo:hi]
+        if (lo, hi) == (0, width) and g.origin_w == 0:  # every column of input1 is an output column
+            grad1 = target[:, :channels, :, :width]
+        else:
+            grad1 = grad_out.new_zeros((batch, channels, height, width))
+            if lo < hi:
+                grad1[..., lo + g.origin_w:hi + g.origin_w] = target[:, :channels, :, lo:hi]
     if need2:
         # computed in input2's padded columns; displacement pw's partner of target column X is
         # input1's padded column (margin last) last + X - first - pw
         target = grad_out.new_empty((batch, padded, height, layout.grad2_vectors * LANES))
-        x1p = layout.padded_input1(x1, g, dtype, margin=layout.last)
-        kernels.gradient(_rows(layout.skewed_output_grad(grad_out, g)), _rows(x1p), _rows(target),
+        x1p = layout.padded_input1(x1, g, dtype, margin=layout.last, channels=padded)
+        kernels.gradient(_rows(layout.skewed_output_grad(grad_out, g)), _flat(x1p), _flat(target), batch, padded,
+                         height, layout.x1_vectors(layout.last), layout.grad2_vectors,
                          _struct(g, layout.last - layout.first, -1), True, scale, taichi_dtype)
         grad2 = target[:, :channels, :, layout.x2_lead:layout.x2_lead + width]
     return grad1, grad2
