@@ -34,6 +34,13 @@ def row_calls(monkeypatch):
     return calls
 
 
+def _row_passes(cfg, shape):
+    """The passes that the row path should take for this call."""
+    g = _geometry.sampler_geometry(shape[2], shape[3], **cfg)
+    return [name for name, backward in (("forward", False), ("backward", True))
+            if _op._row_geometry(g, shape, backward=backward) is not None]
+
+
 def _forward_and_grads(x1, x2, grad_seed, **cfg):
     out = corr_taichi.correlation(x1, x2, **cfg)
     grad_out = randn(*out.shape, dtype=out.dtype, seed=grad_seed)
@@ -53,10 +60,8 @@ def test_each_cpu_path_matches_oracle_and_reference(cfg, shape, forced, monkeypa
     expected = torch.autograd.grad(reference.correlation(x1, x2, **cfg), (x1, x2), grad_out)
     for got, want in zip(grads, expected):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    g = _geometry.sampler_geometry(shape[2], shape[3], **cfg)
-    takes = _op._row_geometry(g, shape) is not None
-    assert row_calls == (["forward", "backward"] if takes else [])
-    assert not takes or forced
+    assert row_calls == _row_passes(cfg, shape)
+    assert not row_calls or forced
 
 
 ROW_CASES = [
@@ -66,6 +71,7 @@ ROW_CASES = [
     (dict(patch_size=(4, 6), stride=(2, 1), dilation_patch=(3, 1)), (2, 3, 9, 17)),  # row stride, dilated rows
     (dict(kernel_size=3, patch_size=7, padding=1), (1, 9, 6, 33)),  # several taps: per-pixel products
     (dict(kernel_size=(3, 2), patch_size=5, stride=(1, 2), padding=1), (1, 4, 7, 20)),  # products at a stride
+    (dict(kernel_size=3, patch_size=5, stride=(1, 2), padding=1), (1, 4, 7, 40)),  # ... in the backward too
     (dict(patch_size=(1, 35)), (1, 3, 3, 5)),  # patch much wider than the image
     (dict(patch_size=5, padding=(0, 20)), (1, 2, 4, 3)),  # output much wider than the image
     (dict(patch_size=5, kernel_size=(1, 3)), (2, 3, 1, 20)),  # H = 1
@@ -80,7 +86,7 @@ def test_row_path_boundaries(cfg, shape, dtype, monkeypatch, row_calls):
     x1 = randn(*shape, dtype=dtype, seed=3, requires_grad=True)
     x2 = randn(*shape, dtype=dtype, seed=4, requires_grad=True)
     out, grad_out, grads = _forward_and_grads(x1, x2, 5, **cfg)
-    assert row_calls == ["forward", "backward"]
+    assert row_calls == _row_passes(cfg, shape) and "forward" in row_calls
     r1, r2 = (x.detach().double().requires_grad_() for x in (x1, x2))
     expected = reference.correlation(r1, r2, **cfg)
     expected_grads = torch.autograd.grad(expected, (r1, r2), grad_out.double())
@@ -89,6 +95,31 @@ def test_row_path_boundaries(cfg, shape, dtype, monkeypatch, row_calls):
     for got, want in zip(grads, expected_grads):
         assert got.dtype == dtype
         torch.testing.assert_close(got.double(), want, **tol)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "strided view", "expanded"])
+@pytest.mark.parametrize("cfg,shape", ROW_CASES[:3])
+def test_row_path_takes_any_strides(cfg, shape, layout, monkeypatch, row_calls):
+    """Channels-last inputs, views with gaps between columns and stride-0 channels give the same result as
+    contiguous inputs (the padded copies are made from any layout)."""
+    monkeypatch.setattr(_row_path, "FORCED", True)
+    x1, x2 = randn(*shape, seed=6), randn(*shape, seed=7)
+    if layout == "channels_last":
+        v1, v2 = (x.contiguous(memory_format=torch.channels_last) for x in (x1, x2))
+    elif layout == "strided view":
+        v1, v2 = (torch.repeat_interleave(x, 2, dim=3)[..., ::2] for x in (x1, x2))
+    else:
+        x1, x2 = x1[:, :1].expand(shape), x2[:, :1].expand(shape)  # one channel, repeated
+        v1, v2 = x1, x2
+    assert not v1.is_contiguous()
+    v1, v2 = v1.requires_grad_(), v2.requires_grad_()
+    out, grad_out, grads = _forward_and_grads(v1, v2, 8, **cfg)
+    r1, r2 = (x.detach().clone().requires_grad_() for x in (x1, x2))
+    expected = reference.correlation(r1, r2, **cfg)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-11)
+    for got, want in zip(grads, torch.autograd.grad(expected, (r1, r2), grad_out)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-11)
+    assert row_calls == ["forward", "backward"]
 
 
 def test_row_path_with_partners_right_of_the_output(monkeypatch, row_calls):
@@ -113,7 +144,9 @@ def test_row_path_with_partners_right_of_the_output(monkeypatch, row_calls):
 
 @pytest.mark.parametrize("shape,cfg,forward,backward", [
     ((4, 32, 96, 128), dict(patch_size=9), True, True),  # PWC-Net level 2
-    ((4, 64, 48, 64), dict(kernel_size=3, patch_size=9, stride=2, padding=1), True, True),  # via products
+    # several taps: per-pixel products, in the backward only from the CPU backward's ratio of 4
+    ((4, 64, 48, 64), dict(kernel_size=3, patch_size=9, stride=2, padding=1), True, False),
+    ((4, 64, 48, 64), dict(kernel_size=3, patch_size=9, padding=1), True, True),
     ((4, 128, 48, 64), dict(patch_size=(1, 41)), True, False),
     ((4, 256, 48, 64), dict(patch_size=21, dilation_patch=2), False, False),  # FlowNetC: dilated patch rows
     ((4, 128, 48, 64), dict(patch_size=(41, 1)), False, False),  # one displacement per patch row

@@ -92,8 +92,10 @@ def _product_geometry(g: Geometry, height: int, width: int, from_ratio: float = 
 def _row_geometry(g: Geometry, shape: Sequence[int], backward: bool = False) -> Geometry | None:
     """The single-tap geometry the CPU row path (:mod:`._row_path`) computes for a call on inputs of
     ``shape``: ``g`` itself, or its per-pixel products when a window of several taps is summed over
-    them; ``None`` when the row path does not take the call."""
-    tap = g if g.kernel_h * g.kernel_w == 1 else _product_geometry(g, *shape[2:])
+    them (in the backward under the CPU backward's stricter rule); ``None`` when the row path does not
+    take the call."""
+    from_ratio = CPU_BACKWARD_WINDOW_SUMS_FROM if backward else WINDOW_SUMS_FROM
+    tap = g if g.kernel_h * g.kernel_w == 1 else _product_geometry(g, *shape[2:], from_ratio)
     return tap if tap is not None and _row_path.takes(tap, *shape, backward=backward) else None
 
 

@@ -140,7 +140,7 @@ def _padded(x: Tensor, dtype: torch.dtype, left: int, right: int, channels: int 
     extra = 0 if channels is None else channels - x.shape[1]
     x = x.to(dtype)
     if left or right or extra:
-        return torch.nn.functional.pad(x, (left, right, 0, 0, 0, extra))
+        x = torch.nn.functional.pad(x, (left, right, 0, 0, 0, extra))  # keeps a channels_last layout
     return x.contiguous()
 
 
