@@ -10,10 +10,19 @@ warm-ups, in ms, with the forward's floor (useful FLOPs / sgemm rate) for scale.
   multiple of 16 channels.
 * ``pixel-major grad``: the backward's one transposed copy of the output gradient, which the gradient
   kernels read pixel by pixel.
-* ``forward kernel`` / ``grad1 kernel`` / ``grad2 kernel``: the Taichi kernels alone, on inputs
-  already laid out.
+* ``forward kernel`` / ``grad1 kernel`` / ``grad2 kernel``: the channel-vector Taichi kernels alone,
+  on inputs already laid out (the op's kernels unless it takes the row path, below).
 * ``op NCHW`` / ``op channels_last``: the public forward on contiguous and on channels_last inputs.
 * ``backward NCHW`` / ``backward channels_last``: both input gradients through autograd.
+
+The op takes the row path (``_row_path``) for few channels, PWC level 2 among them; for those
+configurations its steps are timed too:
+
+* ``rows: padded input2``: the zero-padded copy of input2 that the forward reads (input1 is read as it
+  is when its rows fill whole vectors); the backward makes one of each input, channels padded to even.
+* ``rows: skewed grad``: the backward's skewed copy of the output gradient (for input2's gradient).
+* ``rows: forward kernel`` / ``rows: grad1 kernel`` / ``rows: grad2 kernel``: the row path's Taichi
+  kernels alone, on inputs already padded.
 """
 
 import statistics
@@ -22,7 +31,7 @@ import time
 import torch
 
 import corr_taichi
-from corr_taichi import _kernels, _op
+from corr_taichi import _kernels, _op, _row_path
 from corr_taichi._geometry import sampler_geometry
 from corr_taichi._runtime import ensure_runtime, ti
 from corr_taichi.bench import CONFIGS
@@ -60,7 +69,37 @@ def steps(name: str) -> dict:
         "grad2 kernel": lambda: kernels.grad_input2(pixel_major, a, grad, launch, 1.0, ti.f32),
         "backward NCHW": lambda: torch.autograd.grad(out_n, (n1, n2), grad_out, retain_graph=True),
         "backward channels_last": lambda: torch.autograd.grad(out_l, (l1, l2), grad_out, retain_graph=True),
-    }, 2.0 * B * g.out_h * g.out_w * g.patch_h * g.patch_w * C
+    } | row_steps(g, x1, x2, grad_out), 2.0 * B * g.out_h * g.out_w * g.patch_h * g.patch_w * C
+
+
+def row_steps(g, x1, x2, grad_out) -> dict:
+    """The row path's steps, where the op takes it."""
+    if _op._row_geometry(g, x1.shape) is None:
+        return {}
+    B, C, H, W = x1.shape
+    layout = _row_path.RowLayout.of(g, H, W)
+    channels = _row_path._padded_channels(C)
+    a, b = layout.padded_input1(x1, g, torch.float32), layout.padded_input2(x2, torch.float32)
+    a2 = layout.padded_input1(x1, g, torch.float32, margin=layout.last, channels=channels)
+    b2 = layout.padded_input2(x2, torch.float32, channels)
+    skewed = layout.skewed_output_grad(grad_out, g)
+    out = torch.empty(g.output_shape(B)[:-1] + (layout.out_vectors * 16,))
+    grad1 = torch.empty(B, channels, H, layout.out_vectors * 16)
+    grad2 = torch.empty(B, channels, H, layout.grad2_vectors * 16)
+    kernels = _row_path._kernels_for(torch.float32)
+    rows, flat, struct = _row_path._rows, _row_path._flat, _row_path._struct
+    return {
+        "rows: padded input2": lambda: layout.padded_input2(x2, torch.float32),
+        "rows: skewed grad": lambda: layout.skewed_output_grad(grad_out, g),
+        "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), struct(g, layout.first, 1), 1.0,
+                                                        ti.f32),
+        "rows: grad1 kernel": lambda: kernels.gradient(
+            rows(layout.padded_output_grad(grad_out, g)), flat(b2), flat(grad1), B, channels, H, layout.x2_vectors,
+            layout.out_vectors, struct(g, layout.first, 1), False, 1.0, ti.f32),
+        "rows: grad2 kernel": lambda: kernels.gradient(
+            rows(skewed), flat(a2), flat(grad2), B, channels, H, layout.x1_vectors(layout.last),
+            layout.grad2_vectors, struct(g, layout.last - layout.first, -1), True, 1.0, ti.f32),
+    }
 
 
 def main() -> None:
@@ -82,8 +121,9 @@ def main() -> None:
         for step, ts in times.items():
             med = statistics.median(ts)
             work = flops if "kernel" in step or step.startswith("op") else 2 * flops
-            rate_txt = "" if step in ("relayout", "pixel-major grad") else f"  {work / med / 1e6:6.1f} GFLOP/s"
-            print(f"  {step:<24}{med:8.1f}{rate_txt}")
+            copy = step in ("relayout", "pixel-major grad", "rows: padded input2", "rows: skewed grad")
+            rate_txt = "" if copy else f"  {work / med / 1e6:6.1f} GFLOP/s"
+            print(f"  {step:<26}{med:8.1f}{rate_txt}")
 
 
 if __name__ == "__main__":
