@@ -91,14 +91,14 @@ def row_steps(g, x1, x2, grad_out) -> dict:
     return {
         "rows: padded input2": lambda: layout.padded_input2(x2, torch.float32),
         "rows: skewed grad": lambda: layout.skewed_output_grad(grad_out, g),
-        "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), struct(g, layout.first, 1), 1.0,
+        "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), struct(g, layout.lead, layout.step), 1.0,
                                                         ti.f32),
         "rows: grad1 kernel": lambda: kernels.gradient(
             rows(layout.padded_output_grad(grad_out, g)), flat(b2), flat(grad1), B, channels, H, layout.x2_vectors,
-            layout.out_vectors, struct(g, layout.first, 1), False, 1.0, ti.f32),
+            layout.out_vectors, struct(g, layout.lead, layout.step), False, 1.0, ti.f32),
         "rows: grad2 kernel": lambda: kernels.gradient(
             rows(skewed), flat(a2), flat(grad2), B, channels, H, layout.x1_vectors(layout.last),
-            layout.grad2_vectors, struct(g, layout.last - layout.first, -1), True, 1.0, ti.f32),
+            layout.grad2_vectors, struct(g, layout.last - layout.lead, -layout.step), True, 1.0, ti.f32),
     }
 
 

@@ -122,6 +122,37 @@ def test_row_path_takes_any_strides(cfg, shape, layout, monkeypatch, row_calls):
     assert row_calls == ["forward", "backward"]
 
 
+STEREO_CASES = [
+    (dict(max_disp=20), (2, 5, 4, 37)),  # displacements right to left, over two windows
+    (dict(max_disp=4, both_directions=True), (1, 3, 5, 20)),
+    (dict(max_disp=3, padding=(0, 2)), (1, 17, 3, 16)),
+    (dict(max_disp=40), (1, 2, 3, 9)),  # disparities beyond the image
+    (dict(max_disp=6, kernel_size=3, padding=1), (1, 4, 6, 33)),  # several taps: per-pixel products
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("cfg,shape", STEREO_CASES)
+def test_row_path_right_to_left(cfg, shape, dtype, monkeypatch, row_calls):
+    """``correlation1d`` (patch dilation -1 along the row) on the row path, against the loop oracle and
+    the reference's gradients."""
+    monkeypatch.setattr(_row_path, "FORCED", True)
+    x1 = randn(*shape, dtype=dtype, seed=11, requires_grad=True)
+    x2 = randn(*shape, dtype=dtype, seed=12, requires_grad=True)
+    out = corr_taichi.correlation1d(x1, x2, **cfg)
+    assert row_calls == ["forward"]
+    tol = dict(rtol=1e-12, atol=1e-11) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    expected = oracle.correlation1d(x1.detach().double().numpy(), x2.detach().double().numpy(), **cfg)
+    np.testing.assert_allclose(out.detach().double().numpy(), expected, **tol)
+    grad_out = randn(*out.shape, dtype=dtype, seed=13)
+    grads = torch.autograd.grad(out, (x1, x2), grad_out)
+    r1, r2 = (x.detach().double().requires_grad_() for x in (x1, x2))
+    want = torch.autograd.grad(reference.correlation1d(r1, r2, **cfg), (r1, r2), grad_out.double())
+    for got, w in zip(grads, want):
+        torch.testing.assert_close(got.double(), w, **tol)
+    assert row_calls == ["forward", "backward"]
+
+
 def test_row_path_with_partners_right_of_the_output(monkeypatch, row_calls):
     """A geometry whose first partner column lies right of the output column (no public API makes one
     with stride-1 rows, but the layout handles it): input2 is then read from a later whole vector."""

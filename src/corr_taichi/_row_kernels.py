@@ -72,7 +72,7 @@ def row_kernels(dtype) -> SimpleNamespace:
     @ti.kernel
     def forward(x1: rows, x2: rows, out: planes, g: RowGeometry, scale: ti.f64, acc_t: ti.template()):
         """``out[b, ph, pw, h, v] = scale * sum_c x1[b, c, y1, v] * x2[b, c, y2, starting at
-        LANES * v + lead + pw]`` (``step`` is 1), zero where a row is outside the image; one task per
+        LANES * v + lead + step * pw]``, zero where a row is outside the image; one task per
         (batch, patch row, output row), one tile of displacements and one output vector at a time."""
         height, channels = x1.shape[2], x1.shape[1]
         s = ti.cast(scale, acc_t)
@@ -95,7 +95,7 @@ def row_kernels(dtype) -> SimpleNamespace:
                                     acc[slot, :] += a * _window(lo, hi, slot)
                     for slot in ti.static(range(LANES)):
                         if s_lo <= slot < s_hi:
-                            out[b, ph, k * LANES + slot - g.lead, h, v] = acc[slot, :] * s
+                            out[b, ph, (k * LANES + slot - g.lead) * g.step, h, v] = acc[slot, :] * s
 
     @ti.kernel
     def gradient(weights: planes, partner: flat, target: flat, batch: ti.i32, channels: ti.i32, height: ti.i32,

@@ -47,7 +47,7 @@ def _padded_channels(channels: int) -> int:
 def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backward: bool = False) -> bool:
     """Whether the row path computes this single-tap geometry (the forward, or the backward) on inputs
     of this shape."""
-    if (g.kernel_h, g.kernel_w, g.stride_w, g.patch_dilation_w) != (1, 1, 1, 1) or FORCED is False:
+    if (g.kernel_h, g.kernel_w, g.stride_w) != (1, 1, 1) or abs(g.patch_dilation_w) != 1 or FORCED is False:
         return False
     if FORCED is None and (channels > (MAX_CHANNELS_BACKWARD if backward else MAX_CHANNELS)
                            or g.patch_w < MIN_PATCH_W):
@@ -63,9 +63,10 @@ class RowLayout:
     """Where each padded row keeps which column (offsets in columns, widths in vectors).
 
     * ``x2p[X] = input2[X - x2_lead]``: the partner of output column ``w`` at displacement ``pw``
-      is ``x2p[w + first + pw]``; ``first`` is a whole number of vectors, so a patch row's starts
-      fill as few windows as possible.  Input2's gradient is computed in these columns too,
-      ``grad2_vectors`` wide.
+      is ``x2p[w + lead + step * pw]`` (``step`` is the patch dilation along the row, 1 or -1).  A
+      patch row's starts run from ``first`` to ``last = first + patch_w - 1``; ``first`` is a whole
+      number of vectors, so they fill as few windows as possible.  Input2's gradient is computed in
+      these columns too, ``grad2_vectors`` wide.
     * ``x1p[margin + w] = input1[w + origin_w]`` (zero where that column is outside the image or
       ``w`` outside the output).  The forward reads it at whole vectors, with no margin; input2's
       gradient reads it up to ``last = first + patch_w - 1`` columns to the left of a target
@@ -74,6 +75,8 @@ class RowLayout:
 
     out_w: int
     out_vectors: int
+    step: int
+    lead: int
     first: int
     last: int
     x2_lead: int
@@ -82,15 +85,18 @@ class RowLayout:
 
     @classmethod
     def of(cls, g: Geometry, height: int, width: int) -> "RowLayout":
+        step = g.patch_dilation_w
         offset = g.origin_w + g.first_w  # input2 column of output column 0 at displacement 0
-        first = _vectors(offset) * LANES if offset > 0 else 0
+        low = offset + min(0, step * (g.patch_w - 1))  # ... at the leftmost displacement
+        first = _vectors(low) * LANES if low > 0 else 0
         out_vectors = _vectors(g.out_w)
-        x2_lead = first - offset
+        x2_lead = first - low
+        lead = first + offset - low
         last = first + g.patch_w - 1
         grad2_vectors = _vectors(max(last + g.out_w, x2_lead + width))
         # a window also reads the vector after its start's, hence the + 1
         x2_vectors = max(out_vectors + last // LANES + 1, _vectors(x2_lead + width))
-        return cls(g.out_w, out_vectors, first, last, x2_lead, x2_vectors, grad2_vectors)
+        return cls(g.out_w, out_vectors, step, lead, first, last, x2_lead, x2_vectors, grad2_vectors)
 
     def x1_vectors(self, margin: int) -> int:
         """Width of ``x1p`` with ``margin``: the forward's (none) or input2's gradient's (``last``)."""
@@ -121,15 +127,16 @@ class RowLayout:
         return out
 
     def skewed_output_grad(self, grad_out: Tensor, g: Geometry) -> Tensor:
-        """``G[b, ph, pw, h, first + pw + w] = grad_out[b, ph, pw, h, w]``, zero elsewhere: the output
+        """``G[b, ph, pw, h, lead + step * pw + w] = grad_out[b, ph, pw, h, w]``, zero elsewhere: the output
         gradient in input2's padded columns, so input2's gradient reads it at whole-vector offsets."""
         batch, patch_h, patch_w, out_h, out_w = grad_out.shape
         row = self.grad2_vectors * LANES
         skewed = grad_out.new_zeros((batch, patch_h, patch_w, out_h, row))
-        # one strided view in which each displacement's rows start one column later than the last's
+        # one strided view in which each displacement's rows start one column later (or earlier) than
+        # the last's
         view = skewed.as_strided((batch, patch_h, patch_w, out_h, out_w),
-                                 (patch_h * patch_w * out_h * row, patch_w * out_h * row, out_h * row + 1, row, 1),
-                                 self.first)
+                                 (patch_h * patch_w * out_h * row, patch_w * out_h * row, out_h * row + self.step, row, 1),
+                                 self.lead)
         view.copy_(grad_out)
         return skewed
 
@@ -178,7 +185,7 @@ def forward(x1: Tensor, x2: Tensor, out: Tensor, g: Geometry, scale: float) -> N
     target = out
     if layout.out_vectors * LANES != g.out_w:
         target = out.new_empty(out.shape[:-1] + (layout.out_vectors * LANES,))
-    _kernels_for(dtype).forward(_rows(a), _rows(b), _rows(target), _struct(g, layout.first, 1), scale,
+    _kernels_for(dtype).forward(_rows(a), _rows(b), _rows(target), _struct(g, layout.lead, layout.step), scale,
                                 _taichi(dtype))
     if target is not out:
         out.copy_(target[..., :g.out_w])
@@ -199,8 +206,8 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
         target = grad_out.new_empty((batch, padded, height, layout.out_vectors * LANES))
         x2p = layout.padded_input2(x2, dtype, padded)
         kernels.gradient(_rows(layout.padded_output_grad(grad_out, g)), _flat(x2p), _flat(target), batch, padded,
-                         height, layout.x2_vectors, layout.out_vectors, _struct(g, layout.first, 1), False, scale,
-                         taichi_dtype)
+                         height, layout.x2_vectors, layout.out_vectors, _struct(g, layout.lead, layout.step), False,
+                         scale, taichi_dtype)
         lo, hi = max(0, -g.origin_w), min(g.out_w, width - g.origin_w)
         if (lo, hi) == (0, width) and g.origin_w == 0:  # every column of input1 is an output column
             grad1 = target[:, :channels, :, :width]
@@ -210,12 +217,12 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
                 grad1[..., lo + g.origin_w:hi + g.origin_w] = target[:, :channels, :, lo:hi]
     if need2:
         # computed in input2's padded columns; displacement pw's partner of target column X is
-        # input1's padded column (margin last) last + X - first - pw
+        # input1's padded column (margin last) last + X - lead - step * pw
         target = grad_out.new_empty((batch, padded, height, layout.grad2_vectors * LANES))
         x1p = layout.padded_input1(x1, g, dtype, margin=layout.last, channels=padded)
         kernels.gradient(_rows(layout.skewed_output_grad(grad_out, g)), _flat(x1p), _flat(target), batch, padded,
                          height, layout.x1_vectors(layout.last), layout.grad2_vectors,
-                         _struct(g, layout.last - layout.first, -1), True, scale, taichi_dtype)
+                         _struct(g, layout.last - layout.lead, -layout.step), True, scale, taichi_dtype)
         grad2 = target[:, :channels, :, layout.x2_lead:layout.x2_lead + width]
     return grad1, grad2
 
