@@ -122,6 +122,24 @@ def test_row_path_takes_any_strides(cfg, shape, layout, monkeypatch, row_calls):
     assert row_calls == ["forward", "backward"]
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_row_path_half_precision(dtype, monkeypatch, row_calls):
+    """Half inputs are padded into float32 copies, accumulated in float32, and give gradients of
+    their own dtype."""
+    monkeypatch.setattr(_row_path, "FORCED", True)
+    cfg, shape = ROW_CASES[0]
+    x1, x2 = (randn(*shape, dtype=torch.float32, seed=s).to(dtype).requires_grad_() for s in (14, 15))
+    out, grad_out, grads = _forward_and_grads(x1, x2, 16, **cfg)
+    assert row_calls == ["forward", "backward"] and out.dtype == dtype
+    r1, r2 = (x.detach().double().requires_grad_() for x in (x1, x2))
+    expected = reference.correlation(r1, r2, **cfg)
+    unit = 2.0**-11 if dtype == torch.float16 else 2.0**-8
+    assert torch.all((out.double() - expected).abs() <= unit * expected.abs() + 1e-3)
+    for got, want in zip(grads, torch.autograd.grad(expected, (r1, r2), grad_out.double())):
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), want, rtol=1e-2, atol=1e-2 * want.abs().max().item())
+
+
 STEREO_CASES = [
     (dict(max_disp=20), (2, 5, 4, 37)),  # displacements right to left, over two windows
     (dict(max_disp=4, both_directions=True), (1, 3, 5, 20)),

@@ -34,8 +34,9 @@ def test_opcheck_forward(geometry):
     torch.library.opcheck(torch.ops.corr_taichi.correlation.default, (x1, x2, geometry.as_list(), 0.5))
 
 
-def test_opcheck_backward():
-    g = GEOMETRIES[0]
+@pytest.mark.parametrize("geometry", GEOMETRIES)  # the second takes the CPU's row path
+def test_opcheck_backward(geometry):
+    g = geometry
     x1, x2 = inputs()
     grad = torch.randn(g.output_shape(2), dtype=torch.float64)
     for need in ((True, True), (True, False), (False, True)):
