@@ -13,7 +13,7 @@ shift: one lane shuffle.  The ``LANES`` shifts of one pair of aligned loads are 
 
 Layouts (made by :mod:`._row_path`): NCHW rows padded with zeros to whole vectors, as ``(B, C, H,
 V)`` ndarrays of ``LANES``-vectors; the output ``(B, PH, PW, oH, V)``.  Only a single kernel tap,
-column stride 1 and patch dilation 1 along the row are handled (several taps go through per-pixel
+column stride 1 and patch dilation 1 or -1 along the row are handled (several taps go through per-pixel
 products and :func:`._kernels.window_sum`).  The row geometry is a struct of runtime ints, so each
 kernel is compiled once per dtype.
 """
@@ -44,21 +44,26 @@ def _window(lo: ti.template(), hi: ti.template(), s: ti.template()):
 
 
 @ti.func
-def _slots(g: ti.template(), k):
-    """``[lo, hi)``: the slots of window ``k`` (partner starts ``LANES*k + slot``) that are some
-    displacement's start."""
+def _first_start(g: ti.template()):
+    """The smallest of the displacements' starts ``lead + step * pw`` (they are consecutive)."""
     first = g.lead
     if g.step < 0:
         first = g.lead - (g.patch_w - 1)
+    return first
+
+
+@ti.func
+def _slots(g: ti.template(), k):
+    """``[lo, hi)``: the slots of window ``k`` (partner starts ``LANES*k + slot``) that are some
+    displacement's start."""
+    first = _first_start(g)
     return ti.max(0, first - k * LANES), ti.min(LANES, first + g.patch_w - k * LANES)
 
 
 @ti.func
 def _windows(g: ti.template()):
     """``[lo, hi)``: the windows (whole-vector offsets) holding the displacements' starts."""
-    first = g.lead
-    if g.step < 0:
-        first = g.lead - (g.patch_w - 1)
+    first = _first_start(g)
     return first // LANES, (first + g.patch_w - 1) // LANES + 1
 
 
@@ -105,7 +110,7 @@ def row_kernels(dtype) -> SimpleNamespace:
         at LANES * v + lead + step * pw]`` over the patch rows whose output row ``h`` and partner row ``Y'``
         exist for target row ``Y``: input1's gradient (partner input2, the output gradient as weights)
         or, with ``target_is_input2``, input2's (partner input1, weights the output gradient skewed so
-        that displacement ``pw``'s row starts ``pw`` columns later).
+        that displacement ``pw``'s rows start ``step * pw`` columns later).
 
         ``partner`` and ``target`` are flattened ``(B, C, H, V)`` rows (``channels`` even): flat indices
         stepped by a channel plane keep the loop cheap, since every ndarray store makes LLVM reload
@@ -132,7 +137,7 @@ def row_kernels(dtype) -> SimpleNamespace:
                         for slot in ti.static(range(LANES)):
                             if s_lo <= slot < s_hi:
                                 weight[slot, :] = weights[b, ph, (k * LANES + slot - g.lead) * g.step, h, v] * s
-                        p = b * channels * partner_plane + y_partner * partner_vectors + v + k  # [b, 0, y_partner, v + k]
+                        p = b * channels * partner_plane + y_partner * partner_vectors + v + k  # [b, 0, y', v + k]
                         t = b * channels * target_plane + y * target_vectors + v  # [b, 0, y, v]
                         for _ in range(channels // 2):
                             lo, hi = partner[p], partner[p + 1]

@@ -1,11 +1,11 @@
 """The row path: the CPU op for few channels, on the row-vectorised kernels of :mod:`._row_kernels`.
 
-It takes single-tap geometries with column stride 1 and patch dilation 1 along the row (several taps
-arrive here as per-pixel products), and inputs of at most :data:`MAX_CHANNELS` channels; with more
+It takes single-tap geometries with column stride 1 and patch dilation 1 or -1 along the row (several
+taps arrive here as per-pixel products), and inputs of at most :data:`MAX_CHANNELS` channels; with more
 channels the channel-vector kernels of :mod:`._kernels` are as fast and need no padded copies.
 
 Columns, in one place: output column ``w`` reads input1 column ``w + origin_w`` and, for displacement
-``pw``, input2 column ``w + origin_w + first_w + pw``.  :class:`RowLayout` pads both inputs' rows
+``pw``, input2 column ``w + origin_w + first_w + patch_dilation_w * pw``.  :class:`RowLayout` pads both inputs' rows
 with zeros so that these reads become vector loads at whole-vector offsets plus a shift.
 """
 
@@ -53,8 +53,8 @@ def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backw
                            or g.patch_w < MIN_PATCH_W):
         return False
     layout = RowLayout.of(g, height, width)
-    largest = max(layout.x1_vectors(layout.last), layout.x2_vectors, layout.grad2_vectors) * LANES * _padded_channels(channels) * height
-    largest = max(largest, g.patch_h * g.patch_w * g.out_h * layout.grad2_vectors * LANES)
+    row = max(layout.x1_vectors(layout.last), layout.x2_vectors, layout.grad2_vectors) * LANES
+    largest = max(_padded_channels(channels) * height * row, g.patch_h * g.patch_w * g.out_h * row)
     return batch * largest <= 2**31 - 1  # Taichi indexes ndarrays with 32-bit ints
 
 
@@ -108,8 +108,7 @@ class RowLayout:
                       channels: int | None = None) -> Tensor:
         """``x1p`` with ``margin`` and ``channels`` channels (the extra ones zero; default: as many as
         ``x1`` has); ``x1`` itself, not a copy, where it already is ``x1p``."""
-        lo, hi = max(0, -g.origin_w), min(g.out_w, x1.shape[3] - g.origin_w)  # output columns inside input1
-        hi = max(lo, hi)
+        lo, hi = _inside_input1(g, x1.shape[3])
         columns = self.x1_vectors(margin) * LANES
         return _padded(x1[..., lo + g.origin_w:hi + g.origin_w], dtype, margin + lo, columns - margin - hi, channels)
 
@@ -134,11 +133,16 @@ class RowLayout:
         skewed = grad_out.new_zeros((batch, patch_h, patch_w, out_h, row))
         # one strided view in which each displacement's rows start one column later (or earlier) than
         # the last's
-        view = skewed.as_strided((batch, patch_h, patch_w, out_h, out_w),
-                                 (patch_h * patch_w * out_h * row, patch_w * out_h * row, out_h * row + self.step, row, 1),
-                                 self.lead)
+        strides = (patch_h * patch_w * out_h * row, patch_w * out_h * row, out_h * row + self.step, row, 1)
+        view = skewed.as_strided((batch, patch_h, patch_w, out_h, out_w), strides, self.lead)
         view.copy_(grad_out)
         return skewed
+
+
+def _inside_input1(g: Geometry, width: int) -> tuple[int, int]:
+    """``[lo, hi)``: the output columns whose input1 column lies inside the image."""
+    lo = max(0, -g.origin_w)
+    return lo, max(lo, min(g.out_w, width - g.origin_w))
 
 
 def _padded(x: Tensor, dtype: torch.dtype, left: int, right: int, channels: int | None) -> Tensor:
@@ -208,7 +212,7 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
         kernels.gradient(_rows(layout.padded_output_grad(grad_out, g)), _flat(x2p), _flat(target), batch, padded,
                          height, layout.x2_vectors, layout.out_vectors, _struct(g, layout.lead, layout.step), False,
                          scale, taichi_dtype)
-        lo, hi = max(0, -g.origin_w), min(g.out_w, width - g.origin_w)
+        lo, hi = _inside_input1(g, width)
         if (lo, hi) == (0, width) and g.origin_w == 0:  # every column of input1 is an output column
             grad1 = target[:, :channels, :, :width]
         else:
