@@ -24,6 +24,8 @@ CASES = {
     "kernel3": CONFIGS["kernel3"],  # C = 64, per-pixel products at stride 2
     "row": CONFIGS["row"],  # C = 128, patch 1 x 41
     "column": CONFIGS["column"],  # C = 128, patch 41 x 1: one displacement per patch row
+    "stereo1d": CONFIGS["stereo1d"],  # correlation1d, C = 128, 41 disparities (right to left)
+    "stereo1d C=32": ((4, 32, 48, 64), dict(max_disp=40)),
 }
 
 
@@ -38,16 +40,17 @@ def main() -> None:
     print(f"{torch.get_num_threads()} threads; medians of 7 after 2 warm-ups, ms (forward / backward)")
     print(f"{'config':<14}{'channel vectors':>18}{'row path':>18}")
     for name, (shape, params) in CASES.items():
+        op = corr_taichi.correlation1d if name.startswith("stereo1d") else corr_taichi.correlation
         x1, x2 = (torch.randn(shape).requires_grad_() for _ in range(2))
-        grad = torch.randn_like(corr_taichi.correlation(x1, x2, **params))
+        grad = torch.randn_like(op(x1, x2, **params))
         times = {(path, pass_): [] for path in (False, True) for pass_ in ("forward", "backward")}
         for k in range(9):
             for path in (False, True):
                 _row_path.FORCED = path
                 try:
                     with torch.no_grad():
-                        forward = clock(lambda: corr_taichi.correlation(x1, x2, **params))
-                    out = corr_taichi.correlation(x1, x2, **params)
+                        forward = clock(lambda: op(x1, x2, **params))
+                    out = op(x1, x2, **params)
                     backward = clock(lambda: torch.autograd.grad(out, (x1, x2), grad))
                 finally:
                     _row_path.FORCED = None
