@@ -69,6 +69,7 @@ ROW_CASES = [
     (dict(patch_size=(3, 21), padding=(1, 5)), (1, 5, 6, 40)),  # a patch row over two windows
     (dict(patch_size=(2, 17), padding=(0, 3)), (2, 17, 8, 16)),  # 17 channels: 3 channel tiles
     (dict(patch_size=(4, 6), stride=(2, 1), dilation_patch=(3, 1)), (2, 3, 9, 17)),  # row stride, dilated rows
+    (dict(patch_size=(5, 7), stride=(2, 1), dilation_patch=(4, 1), padding=(2, 0)), (1, 3, 11, 20)),  # shared rows
     (dict(kernel_size=3, patch_size=7, padding=1), (1, 9, 6, 33)),  # several taps: per-pixel products
     (dict(kernel_size=(3, 2), patch_size=5, stride=(1, 2), padding=1), (1, 4, 7, 20)),  # products at a stride
     (dict(kernel_size=3, patch_size=5, stride=(1, 2), padding=1), (1, 4, 7, 40)),  # ... in the backward too

@@ -67,6 +67,14 @@ def _windows(g: ti.template()):
     return first // LANES, (first + g.patch_w - 1) // LANES + 1
 
 
+@ti.func
+def _store_windows(out: ti.template(), acc: ti.template(), b, ph, h, v, k, s_lo, s_hi, g: ti.template(), s):
+    """``out[b, ph, pw, h, v] = s * acc[slot]`` for the displacement ``pw`` of each slot of window ``k``."""
+    for slot in ti.static(range(LANES)):
+        if s_lo <= slot < s_hi:
+            out[b, ph, (k * LANES + slot - g.lead) * g.step, h, v] = acc[slot, :] * s
+
+
 @functools.cache
 def row_kernels(dtype) -> SimpleNamespace:
     """The row path's forward and gradient kernels for inputs of Taichi scalar type ``dtype``."""
@@ -77,30 +85,58 @@ def row_kernels(dtype) -> SimpleNamespace:
     @ti.kernel
     def forward(x1: rows, x2: rows, out: planes, g: RowGeometry, scale: ti.f64, acc_t: ti.template()):
         """``out[b, ph, pw, h, v] = scale * sum_c x1[b, c, y1, v] * x2[b, c, y2, starting at
-        LANES * v + lead + step * pw]``, zero where a row is outside the image; one task per
-        (batch, patch row, output row), one tile of displacements and one output vector at a time."""
+        LANES * v + lead + step * pw]``, zero where a row is outside the image.
+
+        One task per (batch, pair of patch rows, output row), one tile of displacements and one output
+        vector at a time.  Output rows ``h`` of patch row ``p`` and ``h - patch_dilation_h / stride_h``
+        of patch row ``p + 1`` read the same input2 row: a pair shares its shifted input2 vectors (one
+        lane shuffle feeds two multiply-adds).
+        Where the patch dilation is not a multiple of the stride, each "pair" is one patch row."""
         height, channels = x1.shape[2], x1.shape[1]
         s = ti.cast(scale, acc_t)
-        for b, ph, h in ti.ndrange(x1.shape[0], g.patch_h, g.out_h):
-            y1 = h * g.stride_h + g.origin_h
-            y2 = y1 + g.first_h + ph * g.patch_dilation_h
-            inside = 0 <= y1 < height and 0 <= y2 < height
+        share = g.patch_dilation_h % g.stride_h == 0
+        shift, pairs, per_pair = 0, g.patch_h, 1  # without sharing, each "pair" is one patch row
+        if share:  # patch row p + 1's output row is `shift` rows above patch row p's
+            shift, pairs, per_pair = g.patch_dilation_h // g.stride_h, (g.patch_h + 1) // 2, 2
+        for b, pair, h in ti.ndrange(x1.shape[0], pairs, g.out_h + shift):
+            p = per_pair * pair
+            ha, hb = h, h - shift
+            ya, yb = ha * g.stride_h + g.origin_h, hb * g.stride_h + g.origin_h  # input1 rows
+            y2 = ya + g.first_h + p * g.patch_dilation_h  # the input2 row of both
+            valid_a = ha < g.out_h
+            valid_b = share and p + 1 < g.patch_h and hb >= 0
+            inside_a = valid_a and 0 <= ya < height and 0 <= y2 < height
+            inside_b = valid_b and 0 <= yb < height and 0 <= y2 < height
             k_lo, k_hi = _windows(g)
             for k in range(k_lo, k_hi):
                 s_lo, s_hi = _slots(g, k)
                 for v in range(out.shape[4]):
-                    acc = ti.Matrix.zero(acc_t, LANES, LANES)
-                    if inside:
+                    acc_a = ti.Matrix.zero(acc_t, LANES, LANES)
+                    acc_b = ti.Matrix.zero(acc_t, LANES, LANES)
+                    if inside_a and inside_b:
                         for c in range(channels):
-                            a = x1[b, c, y1, v]
-                            lo = x2[b, c, y2, v + k]
-                            hi = x2[b, c, y2, v + k + 1]
+                            a, a2 = x1[b, c, ya, v], x1[b, c, yb, v]
+                            lo, hi = x2[b, c, y2, v + k], x2[b, c, y2, v + k + 1]
                             for slot in ti.static(range(LANES)):
                                 if s_lo <= slot < s_hi:
-                                    acc[slot, :] += a * _window(lo, hi, slot)
-                    for slot in ti.static(range(LANES)):
-                        if s_lo <= slot < s_hi:
-                            out[b, ph, (k * LANES + slot - g.lead) * g.step, h, v] = acc[slot, :] * s
+                                    window = _window(lo, hi, slot)
+                                    acc_a[slot, :] += a * window
+                                    acc_b[slot, :] += a2 * window
+                    elif inside_a or inside_b:  # one of the pair
+                        y1 = ya if inside_a else yb
+                        for c in range(channels):
+                            a = x1[b, c, y1, v]
+                            lo, hi = x2[b, c, y2, v + k], x2[b, c, y2, v + k + 1]
+                            for slot in ti.static(range(LANES)):
+                                if s_lo <= slot < s_hi:
+                                    acc_a[slot, :] += a * _window(lo, hi, slot)
+                        if not inside_a:
+                            acc_b = acc_a
+                            acc_a = ti.Matrix.zero(acc_t, LANES, LANES)
+                    if valid_a:
+                        _store_windows(out, acc_a, b, p, ha, v, k, s_lo, s_hi, g, s)
+                    if valid_b:
+                        _store_windows(out, acc_b, b, p + 1, hb, v, k, s_lo, s_hi, g, s)
 
     @ti.kernel
     def gradient(weights: planes, partner: flat, target: flat, batch: ti.i32, channels: ti.i32, height: ti.i32,
