@@ -23,9 +23,9 @@ from ._runtime import ti
 LANES = _kernels.LANES
 
 #: the row path serves inputs of up to this many channels (forward, backward) and patch rows of at
-#: least ``MIN_PATCH_W`` displacements (a tile holds ``LANES``; fewer leave most of its work idle);
-#: beyond, the channel-vector kernels are as fast or faster (measured on PWC-Net level 2, C = 32;
-#: kernel 3, C = 64; a 1 x 41 patch, C = 128; a 41 x 1 patch).
+#: least ``MIN_PATCH_W`` displacements (a tile holds ``LANES``; fewer leave most of its work idle),
+#: its backward only patches of several rows; beyond, the channel-vector kernels are as fast or
+#: faster (``benchmarks/row_vs_channel_vectors.py``).
 MAX_CHANNELS = 128
 MAX_CHANNELS_BACKWARD = 64
 MIN_PATCH_W = 4
@@ -50,7 +50,7 @@ def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backw
     if (g.kernel_h, g.kernel_w, g.stride_w) != (1, 1, 1) or abs(g.patch_dilation_w) != 1 or FORCED is False:
         return False
     if FORCED is None and (channels > (MAX_CHANNELS_BACKWARD if backward else MAX_CHANNELS)
-                           or g.patch_w < MIN_PATCH_W):
+                           or g.patch_w < MIN_PATCH_W or (backward and g.patch_h == 1)):
         return False
     layout = RowLayout.of(g, height, width)
     row = max(layout.x1_vectors(layout.last), layout.x2_vectors, layout.grad2_vectors) * LANES
