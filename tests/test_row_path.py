@@ -2,6 +2,8 @@
 kernels, each forced on every configuration of the core tests and on shapes that cross the row
 path's vector, window and channel-tile boundaries, against the float64 oracle and reference."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -238,3 +240,29 @@ def test_forced_channel_vectors_never_take_the_row_path(monkeypatch):
     g = _geometry.sampler_geometry(96, 128, patch_size=9)
     assert _op._row_geometry(g, (4, 32, 96, 128)) is None
     assert _op._row_geometry(g, (4, 32, 96, 128), backward=True) is None
+
+
+@pytest.mark.parametrize("channels,cfg", [(32, dict(patch_size=9)), (32, dict(kernel_size=3, patch_size=5)),
+                                          (256, dict(patch_size=5, dilation_patch=2))])
+def test_no_tensor_that_requires_grad_reaches_a_kernel(channels, cfg, monkeypatch):
+    """Taichi gives every tensor argument that requires grad a zero ``.grad`` of its size, at every
+    launch: the op must hand the kernels detached tensors (row path and channel vectors, channels_last
+    inputs that the channel-vector kernels read in place included)."""
+    flags = []
+
+    def spying(kernels):
+        def wrap(kernel):
+            def launch(*args):
+                flags.extend(a.requires_grad for a in args if isinstance(a, torch.Tensor))
+                return kernel(*args)
+            return launch
+        return SimpleNamespace(**{name: wrap(k) for name, k in vars(kernels).items()})
+
+    row_kernels_for, kernel_for = _row_path._kernels_for, _op._kernel_for
+    monkeypatch.setattr(_row_path, "_kernels_for", lambda dtype: spying(row_kernels_for(dtype)))
+    monkeypatch.setattr(_op, "_kernel_for", lambda *a: spying(SimpleNamespace(k=kernel_for(*a))).k)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x1, x2 = (randn(2, channels, 6, 32, seed=s).contiguous(memory_format=layout).requires_grad_() for s in (1, 2))
+        out = corr_taichi.correlation(x1, x2, **cfg)
+        torch.autograd.grad(out, (x1, x2), torch.ones_like(out))
+    assert flags and not any(flags)

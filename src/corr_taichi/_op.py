@@ -167,6 +167,9 @@ def _forward_piece(a: Tensor, b: Tensor, out: Tensor, g: Geometry, scale: float,
 
 @torch.library.custom_op("corr_taichi::correlation", mutates_args=())
 def correlation_op(input1: Tensor, input2: Tensor, geometry: Sequence[int], scale: float) -> Tensor:
+    # Taichi gives a tensor that requires grad a zero .grad of its size at every launch: detached
+    # aliases keep it from allocating (and zero-filling) behind the caller's back
+    input1, input2 = input1.detach(), input2.detach()
     g = Geometry.from_list(geometry)
     compute = _COMPUTE[input1.dtype]
     shape = g.output_shape(input1.shape[0])
@@ -208,6 +211,7 @@ def correlation_backward_op(
     need_input1: bool,
     need_input2: bool,
 ) -> tuple[Tensor, Tensor]:
+    input1, input2, grad_output = input1.detach(), input2.detach(), grad_output.detach()  # as in the forward
     g = Geometry.from_list(geometry)
     compute = _COMPUTE[input1.dtype]
     needed = ((need_input1, input1, input2), (need_input2, input2, input1))
