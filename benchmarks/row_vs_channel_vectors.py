@@ -19,9 +19,12 @@ from corr_taichi.bench import CONFIGS
 CASES = {
     "pwc2": CONFIGS["pwc2"],  # C = 32, patch 9
     "pwc2 patch 5": ((4, 32, 96, 128), dict(patch_size=5)),
+    "pwc2 patch 3": ((4, 32, 96, 128), dict(patch_size=3)),
+    "pwc2 patch 9x1": ((4, 32, 96, 128), dict(patch_size=(9, 1))),
     "pwc2 C=64": ((4, 64, 96, 128), dict(patch_size=9)),
     "pwc2 C=128": ((4, 128, 96, 128), dict(patch_size=9)),
     "kernel3": CONFIGS["kernel3"],  # C = 64, per-pixel products at stride 2
+    "C=64 patch 2": ((4, 64, 48, 64), dict(patch_size=2)),
     "row": CONFIGS["row"],  # C = 128, patch 1 x 41
     "column": CONFIGS["column"],  # C = 128, patch 41 x 1: one displacement per patch row
     "stereo1d": CONFIGS["stereo1d"],  # correlation1d, C = 128, 41 disparities (right to left)

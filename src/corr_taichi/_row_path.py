@@ -22,13 +22,12 @@ from ._runtime import ti
 
 LANES = _kernels.LANES
 
-#: the row path serves inputs of up to this many channels (forward, backward) and patch rows of at
-#: least ``MIN_PATCH_W`` displacements (a tile holds ``LANES``; fewer leave most of its work idle),
-#: its backward only patches of several rows; beyond, the channel-vector kernels are as fast or
-#: faster (``benchmarks/row_vs_channel_vectors.py``).
+#: the row path serves inputs of up to this many channels; its backward, fewer channels and patches
+#: of several rows of at least ``MIN_PATCH_W_BACKWARD`` displacements.  Beyond, the channel-vector
+#: kernels are as fast or faster (``benchmarks/row_vs_channel_vectors.py``).
 MAX_CHANNELS = 128
 MAX_CHANNELS_BACKWARD = 64
-MIN_PATCH_W = 4
+MIN_PATCH_W_BACKWARD = 3
 #: ``True`` or ``False`` overrides the rule above (tests run each geometry on both CPU paths).
 FORCED: bool | None = None
 
@@ -49,8 +48,10 @@ def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backw
     of this shape."""
     if (g.kernel_h, g.kernel_w, g.stride_w) != (1, 1, 1) or abs(g.patch_dilation_w) != 1 or FORCED is False:
         return False
-    if FORCED is None and (channels > (MAX_CHANNELS_BACKWARD if backward else MAX_CHANNELS)
-                           or g.patch_w < MIN_PATCH_W or (backward and g.patch_h == 1)):
+    if FORCED is None and channels > MAX_CHANNELS:
+        return False
+    if FORCED is None and backward and (channels > MAX_CHANNELS_BACKWARD or g.patch_h == 1
+                                        or g.patch_w < MIN_PATCH_W_BACKWARD):
         return False
     layout = RowLayout.of(g, height, width)
     row = max(layout.x1_vectors(layout.last), layout.x2_vectors, layout.grad2_vectors) * LANES
