@@ -59,10 +59,17 @@ def _cpu_gradient(like: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     return buffer[..., :channels].permute(0, 3, 1, 2), buffer.view(batch, height, width, groups, _kernels.LANES)
 
 
-def _new_channels_last(like: Tensor, dtype: torch.dtype) -> Tensor:
-    """An uninitialised NCHW tensor stored channels-last, i.e. whose ``permute(0, 2, 3, 1)`` is
-    contiguous."""
-    return torch.empty(like.shape, dtype=dtype, device=like.device, memory_format=torch.channels_last)
+def _gradient_format(g: Geometry, shape: Sequence[int]) -> torch.memory_format:
+    """The input gradients' memory format: NCHW where the CPU row path computes the backward (it writes
+    NCHW rows), channels-last elsewhere (the channel-vector kernels write channels-last).  Decided from
+    shapes alone, so that fake tensors agree on every backend."""
+    return torch.contiguous_format if _row_geometry(g, shape, backward=True) is not None else torch.channels_last
+
+
+def _as_gradients(needed, grads, fmt: torch.memory_format) -> tuple[Tensor, Tensor]:
+    """The computed gradients in their inputs' device and dtype and in ``fmt``; empty where not needed."""
+    return tuple(grad.to(device=x.device, dtype=x.dtype).contiguous(memory_format=fmt) if need else x.new_empty(0)
+                 for (need, x, _), grad in zip(needed, grads))
 
 
 def _launch_struct(geometry: Geometry):
@@ -215,14 +222,14 @@ def correlation_backward_op(
     g = Geometry.from_list(geometry)
     compute = _COMPUTE[input1.dtype]
     needed = ((need_input1, input1, input2), (need_input2, input2, input1))
+    fmt = _gradient_format(g, input1.shape)
     if input1.numel() == 0 or grad_output.numel() == 0:
-        return tuple(_new_channels_last(x, x.dtype).zero_() if need else x.new_empty(0) for need, x, _ in needed)
+        return _as_gradients(needed, (torch.zeros_like(input1), torch.zeros_like(input2)), fmt)
     if not usable():
         with torch.enable_grad():
             a, b = input1.detach().requires_grad_(), input2.detach().requires_grad_()
-            grad1, grad2 = torch.autograd.grad(_reference(a, b, g, scale), (a, b), grad_output)
-        return tuple(grad.contiguous(memory_format=torch.channels_last) if need else x.new_empty(0)
-                     for (need, x, _), grad in zip(needed, (grad1, grad2)))
+            grads = torch.autograd.grad(_reference(a, b, g, scale), (a, b), grad_output)
+        return _as_gradients(needed, grads, fmt)
     with _launch(input1.device) as (device, cpu_kernels):
         grad_out = grad_output.to(device=device, dtype=compute).contiguous()
         tap = _row_geometry(g, input1.shape, backward=True) if cpu_kernels else None
@@ -234,11 +241,7 @@ def correlation_backward_op(
                 grad_out, scale = grad_products, 1.0
             grads = _row_path.backward(grad_out, input1.to(device), input2.to(device), tap, float(scale),
                                        need_input1, need_input2)
-            return tuple(
-                grad.to(device=x.device, dtype=x.dtype).contiguous(memory_format=torch.channels_last) if need
-                else x.new_empty(0)
-                for (need, x, _), grad in zip(needed, grads)
-            )
+            return _as_gradients(needed, grads, fmt)
         layout = _cpu_layout if cpu_kernels else _nchw
         grads, views, partners = [], [], []
         for need, x, other in needed:
@@ -256,10 +259,7 @@ def correlation_backward_op(
                             [None if p is None else p[piece.images] for p in partners],
                             [None if v is None else v[piece.images] for v in views], piece.geometry,
                             float(scale), *input1.shape[2:], cpu_kernels, accumulate=piece.rows.start > 0)
-    return tuple(
-        grad.to(device=x.device, dtype=x.dtype).contiguous(memory_format=torch.channels_last) if need else grad
-        for (need, x, _), grad in zip(needed, grads)
-    )
+    return _as_gradients(needed, grads, fmt)
 
 
 def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry, scale: float, height: int,
@@ -288,8 +288,9 @@ def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry
 
 @correlation_backward_op.register_fake
 def _correlation_backward_fake(grad_output, input1, input2, geometry, scale, need_input1, need_input2):
-    grad1 = _new_channels_last(input1, input1.dtype) if need_input1 else input1.new_empty(0)
-    grad2 = _new_channels_last(input2, input2.dtype) if need_input2 else input2.new_empty(0)
+    fmt = _gradient_format(Geometry.from_list(geometry), input1.shape)
+    grad1 = torch.empty_like(input1, memory_format=fmt) if need_input1 else input1.new_empty(0)
+    grad2 = torch.empty_like(input2, memory_format=fmt) if need_input2 else input2.new_empty(0)
     return grad1, grad2
 
 
