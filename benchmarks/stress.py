@@ -28,7 +28,9 @@ def peak_memory() -> int:
     setup = (
         "import torch, corr_taichi\n"
         "x1 = torch.randn(4, 256, 48, 64, requires_grad=True); x2 = torch.randn(4, 256, 48, 64, requires_grad=True)\n"
-        "corr_taichi.correlation(torch.randn(1, 2, 4, 4), torch.randn(1, 2, 4, 4))  # runtime started\n"
+        "a, b = torch.randn(1, 2, 4, 4, requires_grad=True), torch.randn(1, 2, 4, 4, requires_grad=True)\n"
+        "# runtime started and the FlowNetC call's kernels loaded (the channel-vector ones: dilated patch)\n"
+        "corr_taichi.correlation(a, b, patch_size=3, dilation_patch=2).sum().backward()\n"
     )
     base = peak_mib_of(setup)
     fwd = peak_mib_of(setup + "out = corr_taichi.correlation(x1, x2, patch_size=21, dilation_patch=2)\n")
