@@ -18,14 +18,14 @@ from torch import Tensor
 
 from . import _gpu_kernels, _kernels, _row_path
 from ._geometry import Geometry
-from ._runtime import current_arch_name, ensure_runtime, ti, usable
+from ._runtime import TAICHI_DTYPES, current_arch_name, ensure_runtime, ti, usable
 from .reference import correlation_from_geometry
 
 #: compute (and accumulation) dtype of each input dtype; Taichi has no bfloat16, and half inputs
 #: are accumulated in float32 anyway.
 _COMPUTE = {torch.float32: torch.float32, torch.float64: torch.float64,
             torch.float16: torch.float32, torch.bfloat16: torch.float32}
-_TAICHI = {torch.float32: ti.f32, torch.float64: ti.f64}
+_TAICHI = TAICHI_DTYPES
 
 
 def _channel_vectors(channels: int) -> int:
@@ -59,11 +59,12 @@ def _cpu_gradient(like: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     return buffer[..., :channels].permute(0, 3, 1, 2), buffer.view(batch, height, width, groups, _kernels.LANES)
 
 
-def _gradient_format(g: Geometry, shape: Sequence[int]) -> torch.memory_format:
-    """The input gradients' memory format: NCHW where the CPU row path computes the backward (it writes
-    NCHW rows), channels-last elsewhere (the channel-vector kernels write channels-last).  Decided from
-    shapes alone, so that fake tensors agree on every backend."""
-    return torch.contiguous_format if _row_geometry(g, shape, backward=True) is not None else torch.channels_last
+def _gradient_format(row_tap: Geometry | None) -> torch.memory_format:
+    """The input gradients' memory format, given the backward's :func:`_row_geometry`: NCHW where the
+    CPU row path computes the backward (it writes NCHW rows), channels-last elsewhere (the
+    channel-vector kernels write channels-last).  Decided from shapes alone, so that fake tensors agree
+    on every backend."""
+    return torch.contiguous_format if row_tap is not None else torch.channels_last
 
 
 def _as_gradients(needed, grads, fmt: torch.memory_format) -> tuple[Tensor, Tensor]:
@@ -106,9 +107,28 @@ def _row_geometry(g: Geometry, shape: Sequence[int], backward: bool = False) -> 
     return tap if tap is not None and _row_path.takes(tap, *shape, backward=backward) else None
 
 
-def _window_sum(products: Tensor, out: Tensor, g: Geometry, scale: float, height: int, width: int) -> None:
+def _windowed_forward(out: Tensor, g: Geometry, tap: Geometry, scale: float, height: int, width: int,
+                      single_tap) -> None:
+    """``out`` (contiguous ``(B, PH, PW, oH, oW)``) from ``single_tap(target, geometry, scale)``, a
+    forward kernel's launch: on ``g`` itself where ``tap`` is ``g``, else on the per-pixel products
+    ``tap`` summed over each kernel window (:func:`window_sum`)."""
+    if tap is g:
+        single_tap(out, g, scale)
+        return
+    products = torch.empty(tap.output_shape(out.shape[0]), dtype=out.dtype, device=out.device)
+    single_tap(products, tap, 1.0)
     _kernels.window_sum(products.view(-1), out.view(-1), height, width, _launch_struct(g), scale,
                         _TAICHI[out.dtype])
+
+
+def _window_sum_gradient(grad_out: Tensor, g: Geometry, tap: Geometry, scale: float, height: int,
+                         width: int) -> Tensor:
+    """The gradient of the per-pixel products ``tap`` from the output gradient of ``g`` (the backward of
+    :func:`_windowed_forward`'s window sums), in the products' ``(B, PH, PW, H, W)`` shape."""
+    grad_products = torch.empty(tap.output_shape(grad_out.shape[0]), dtype=grad_out.dtype, device=grad_out.device)
+    _kernels.window_sum_grad(grad_out.reshape(-1), grad_products.view(-1), height, width, _launch_struct(g), scale,
+                             _TAICHI[grad_out.dtype])
+    return grad_products
 
 
 def _nchw(t: Tensor) -> Tensor:
@@ -162,14 +182,11 @@ def _forward_piece(a: Tensor, b: Tensor, out: Tensor, g: Geometry, scale: float,
                    cpu_kernels: bool) -> None:
     """``out`` (contiguous ``(B, PH, PW, oH, oW)``) from kernel-layout inputs of ``height`` x ``width``
     pixels, directly or as per-pixel products summed over each kernel window."""
-    dtype = _TAICHI[out.dtype]
-    gp = _product_geometry(g, height, width)
-    if gp is None:
-        _kernel_for("forward", g, a, cpu_kernels)(a, b, out.view(-1), _launch_struct(g), scale, dtype)
-        return
-    products = torch.empty(gp.output_shape(out.shape[0]), dtype=out.dtype, device=out.device)
-    _kernel_for("forward", gp, a, cpu_kernels)(a, b, products.view(-1), _launch_struct(gp), 1.0, dtype)
-    _window_sum(products, out, g, scale, height, width)
+    def single_tap(target: Tensor, geometry: Geometry, s: float) -> None:
+        _kernel_for("forward", geometry, a, cpu_kernels)(a, b, target.view(-1), _launch_struct(geometry), s,
+                                                         _TAICHI[target.dtype])
+
+    _windowed_forward(out, g, _product_geometry(g, height, width) or g, scale, height, width, single_tap)
 
 
 @torch.library.custom_op("corr_taichi::correlation", mutates_args=())
@@ -189,12 +206,8 @@ def correlation_op(input1: Tensor, input2: Tensor, geometry: Sequence[int], scal
         out = torch.empty(shape, dtype=compute, device=device)
         tap = _row_geometry(g, input1.shape) if cpu_kernels else None
         if tap is not None:  # few channels: the row path
-            if tap is g:
-                _row_path.forward(a, b, out, g, float(scale))
-            else:
-                products = torch.empty(tap.output_shape(shape[0]), dtype=compute, device=device)
-                _row_path.forward(a, b, products, tap, 1.0)
-                _window_sum(products, out, g, float(scale), *input1.shape[2:])
+            _windowed_forward(out, g, tap, float(scale), *input1.shape[2:],
+                              lambda target, geometry, s: _row_path.forward(a, b, target, geometry, s))
             return out.to(device=input1.device, dtype=input1.dtype)
         a, b = (_cpu_layout(a), _cpu_layout(b)) if cpu_kernels else (_nchw(a), _nchw(b))
         for piece in _pieces(g, *input1.shape):
@@ -222,7 +235,8 @@ def correlation_backward_op(
     g = Geometry.from_list(geometry)
     compute = _COMPUTE[input1.dtype]
     needed = ((need_input1, input1, input2), (need_input2, input2, input1))
-    fmt = _gradient_format(g, input1.shape)
+    row_tap = _row_geometry(g, input1.shape, backward=True)
+    fmt = _gradient_format(row_tap)
     if input1.numel() == 0 or grad_output.numel() == 0:
         return _as_gradients(needed, (torch.zeros_like(input1), torch.zeros_like(input2)), fmt)
     if not usable():
@@ -232,14 +246,10 @@ def correlation_backward_op(
         return _as_gradients(needed, grads, fmt)
     with _launch(input1.device) as (device, cpu_kernels):
         grad_out = grad_output.to(device=device, dtype=compute).contiguous()
-        tap = _row_geometry(g, input1.shape, backward=True) if cpu_kernels else None
-        if tap is not None:  # few channels: the row path
-            if tap is not g:  # back through the window sums first
-                grad_products = torch.empty(tap.output_shape(grad_out.shape[0]), dtype=compute, device=device)
-                _kernels.window_sum_grad(grad_out.view(-1), grad_products.view(-1), *input1.shape[2:],
-                                         _launch_struct(g), float(scale), _TAICHI[compute])
-                grad_out, scale = grad_products, 1.0
-            grads = _row_path.backward(grad_out, input1.to(device), input2.to(device), tap, float(scale),
+        if cpu_kernels and row_tap is not None:  # few channels: the row path
+            if row_tap is not g:  # back through the window sums first
+                grad_out, scale = _window_sum_gradient(grad_out, g, row_tap, float(scale), *input1.shape[2:]), 1.0
+            grads = _row_path.backward(grad_out, input1.to(device), input2.to(device), row_tap, float(scale),
                                        need_input1, need_input2)
             return _as_gradients(needed, grads, fmt)
         layout = _cpu_layout if cpu_kernels else _nchw
@@ -270,10 +280,7 @@ def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry
     flat = grad_out.reshape(-1)
     gp = _product_geometry(g, height, width, CPU_BACKWARD_WINDOW_SUMS_FROM if cpu_kernels else WINDOW_SUMS_FROM)
     if gp is not None:  # back through the window sum first, then the single-tap gathers
-        grad_products = torch.empty(gp.output_shape(grad_out.shape[0]), dtype=grad_out.dtype,
-                                    device=grad_out.device).view(-1)
-        _kernels.window_sum_grad(flat, grad_products, height, width, _launch_struct(g), scale, dtype)
-        flat, g, scale = grad_products, gp, 1.0
+        flat, g, scale = _window_sum_gradient(grad_out, g, gp, scale, height, width).view(-1), gp, 1.0
     if cpu_kernels:  # the CPU kernels read the output gradient pixel-major: (B, oH, oW, PH, PW)
         batch = grad_out.shape[0]
         flat = flat.view(batch, g.patch_h * g.patch_w, g.out_h * g.out_w).transpose(1, 2).reshape(-1)
@@ -288,7 +295,7 @@ def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry
 
 @correlation_backward_op.register_fake
 def _correlation_backward_fake(grad_output, input1, input2, geometry, scale, need_input1, need_input2):
-    fmt = _gradient_format(Geometry.from_list(geometry), input1.shape)
+    fmt = _gradient_format(_row_geometry(Geometry.from_list(geometry), input1.shape, backward=True))
     grad1 = torch.empty_like(input1, memory_format=fmt) if need_input1 else input1.new_empty(0)
     grad2 = torch.empty_like(input2, memory_format=fmt) if need_input2 else input2.new_empty(0)
     return grad1, grad2

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from . import _kernels, _row_kernels
 from ._geometry import Geometry
-from ._runtime import ti
+from ._runtime import TAICHI_DTYPES
 
 LANES = _kernels.LANES
 
@@ -173,12 +173,8 @@ def _rows(t: Tensor) -> Tensor:
     return t.view(t.shape[:-1] + (t.shape[-1] // LANES, LANES))
 
 
-def _taichi(dtype: torch.dtype):
-    return ti.f64 if dtype == torch.float64 else ti.f32
-
-
 def _kernels_for(dtype: torch.dtype):
-    return _row_kernels.row_kernels(_taichi(dtype))
+    return _row_kernels.row_kernels(TAICHI_DTYPES[dtype])
 
 
 def forward(x1: Tensor, x2: Tensor, out: Tensor, g: Geometry, scale: float) -> None:
@@ -191,7 +187,7 @@ def forward(x1: Tensor, x2: Tensor, out: Tensor, g: Geometry, scale: float) -> N
     if layout.out_vectors * LANES != g.out_w:
         target = out.new_empty(out.shape[:-1] + (layout.out_vectors * LANES,))
     _kernels_for(dtype).forward(_rows(a), _rows(b), _rows(target), _struct(g, layout.lead, layout.step), scale,
-                                _taichi(dtype))
+                                TAICHI_DTYPES[dtype])
     if target is not out:
         out.copy_(target[..., :g.out_w])
 
@@ -203,7 +199,7 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
     batch, channels, height, width = x1.shape
     layout = RowLayout.of(g, height, width)
     dtype = grad_out.dtype
-    kernels, taichi_dtype = _kernels_for(dtype), _taichi(dtype)
+    kernels, taichi_dtype = _kernels_for(dtype), TAICHI_DTYPES[dtype]
     padded = _padded_channels(channels)
     grad1 = grad2 = None
     if need1:
@@ -214,7 +210,7 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
                          height, layout.x2_vectors, layout.out_vectors, _struct(g, layout.lead, layout.step), False,
                          scale, taichi_dtype)
         lo, hi = _inside_input1(g, width)
-        if (lo, hi) == (0, width) and g.origin_w == 0:  # every column of input1 is an output column
+        if (lo, hi) == (0, width):  # every column of input1 is an output column (so origin_w is 0)
             grad1 = target[:, :channels, :, :width]
         else:
             grad1 = grad_out.new_zeros((batch, channels, height, width))

@@ -43,6 +43,9 @@ def _import_taichi():
 
 ti = _import_taichi()
 
+#: the Taichi scalar type of each torch dtype the kernels compute in.
+TAICHI_DTYPES = {torch.float32: ti.f32, torch.float64: ti.f64}
+
 
 def is_initialised() -> bool:
     """True when a Taichi runtime exists (started by the user or by this package)."""
