@@ -125,6 +125,38 @@ def test_row_path_takes_any_strides(cfg, shape, layout, monkeypatch, row_calls):
     assert row_calls == ["forward", "backward"]
 
 
+def _misaligned(x: torch.Tensor, memory_format=torch.contiguous_format) -> torch.Tensor:
+    """A copy of ``x`` in ``memory_format`` that starts one element past a whole vector (a view at an
+    odd offset into a larger buffer)."""
+    buffer = torch.empty(x.numel() + 1, dtype=x.dtype)
+    dense = x.contiguous(memory_format=memory_format)
+    view = buffer[1:].as_strided(x.shape, dense.stride())
+    view.copy_(x)
+    assert view.data_ptr() % 64 != 0
+    return view
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("forced", [True, False], ids=["rows", "channel-vectors"])
+def test_views_that_start_inside_a_vector(forced, layout, dtype, monkeypatch):
+    """Inputs and output gradient that start inside a vector: the kernels' vector loads assume whole-vector
+    alignment (a misaligned view once crashed the process), so such tensors are copied first."""
+    monkeypatch.setattr(_row_path, "FORCED", forced)
+    cfg, shape = dict(patch_size=5), (2, 16, 5, 32)  # rows and channels of whole vectors: read in place
+    x1, x2 = randn(*shape, dtype=dtype, seed=11), randn(*shape, dtype=dtype, seed=12)
+    v1, v2 = (_misaligned(x, layout).requires_grad_() for x in (x1, x2))
+    out = corr_taichi.correlation(v1, v2, **cfg)
+    grad_out = _misaligned(randn(*out.shape, dtype=dtype, seed=13))
+    grads = torch.autograd.grad(out, (v1, v2), grad_out)
+    r1, r2 = (x.double().requires_grad_() for x in (x1, x2))
+    expected = reference.correlation(r1, r2, **cfg)
+    tol = dict(rtol=1e-12, atol=1e-11) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.double(), expected, **tol)
+    for got, want in zip(grads, torch.autograd.grad(expected, (r1, r2), grad_out.double())):
+        torch.testing.assert_close(got.double(), want, **tol)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_row_path_half_precision(dtype, monkeypatch, row_calls):
     """Half inputs are padded into float32 copies, accumulated in float32, and give gradients of

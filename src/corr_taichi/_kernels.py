@@ -47,6 +47,15 @@ GROUPS = 16
 ROWS_PER_PASS = 8
 MIN_PASS_WORK = 1024
 
+
+
+def vector_aligned(t) -> bool:
+    """Whether tensor ``t`` may be read as an ndarray of ``LANES``-vectors in place: Taichi's vector
+    loads and stores assume whole-vector alignment, and a tensor that starts inside a vector (a view at
+    an odd offset) crashes them."""
+    return t.data_ptr() % (LANES * t.element_size()) == 0
+
+
 GeometryStruct = ti.types.struct(
     kernel_h=ti.i32, kernel_w=ti.i32, dilation_h=ti.i32, dilation_w=ti.i32,
     stride_h=ti.i32, stride_w=ti.i32, origin_h=ti.i32, origin_w=ti.i32,

@@ -41,7 +41,8 @@ def _cpu_layout(t: Tensor) -> Tensor:
     view = t.permute(0, 2, 3, 1)
     batch, height, width, channels = view.shape
     groups = _channel_vectors(channels)
-    if groups * _kernels.LANES == channels and view.dtype == _COMPUTE[t.dtype] and view.is_contiguous():
+    if (groups * _kernels.LANES == channels and view.dtype == _COMPUTE[t.dtype] and view.is_contiguous()
+            and _kernels.vector_aligned(view)):
         return view.view(batch, height, width, groups, _kernels.LANES)
     out = torch.empty((batch, height, width, groups * _kernels.LANES), dtype=_COMPUTE[t.dtype], device=t.device)
     out[..., :channels].copy_(view)

@@ -120,7 +120,7 @@ class RowLayout:
 
     def padded_output_grad(self, grad_out: Tensor, g: Geometry) -> Tensor:
         """The output gradient with rows of whole vectors (zeros beyond ``out_w``)."""
-        if self.out_vectors * LANES == g.out_w and grad_out.is_contiguous():
+        if self.out_vectors * LANES == g.out_w and grad_out.is_contiguous() and _kernels.vector_aligned(grad_out):
             return grad_out
         out = grad_out.new_zeros(grad_out.shape[:-1] + (self.out_vectors * LANES,))
         out[..., :g.out_w] = grad_out
@@ -148,12 +148,13 @@ def _inside_input1(g: Geometry, width: int) -> tuple[int, int]:
 
 def _padded(x: Tensor, dtype: torch.dtype, left: int, right: int, channels: int | None) -> Tensor:
     """Contiguous ``x`` of ``dtype`` with ``left`` and ``right`` zero columns and zero channels up to
-    ``channels``: one pass over the memory (none where nothing changes)."""
+    ``channels``, starting at a whole vector: one pass over the memory (none where nothing changes)."""
     extra = 0 if channels is None else channels - x.shape[1]
     x = x.to(dtype)
     if left or right or extra:
         x = torch.nn.functional.pad(x, (left, right, 0, 0, 0, extra))  # keeps a channels_last layout
-    return x.contiguous()
+    x = x.contiguous()
+    return x if _kernels.vector_aligned(x) else x.clone()
 
 
 def _flat(t: Tensor) -> Tensor:
