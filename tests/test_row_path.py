@@ -125,6 +125,40 @@ def test_row_path_takes_any_strides(cfg, shape, layout, monkeypatch, row_calls):
     assert row_calls == ["forward", "backward"]
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(2, 1, 3, 16), (1, 16, 2, 32), (2, 17, 3, 48), (1, 40, 1, 16)])
+def test_channel_vector_layout_of_nchw_rows(shape, dtype, monkeypatch):
+    """NCHW rows of whole vectors go to the channel-vector layout through a Taichi kernel (16 x 16 blocks
+    transposed in registers, channels zero-padded): the same values as permuting and padding."""
+    from corr_taichi._runtime import TAICHI_DTYPES, ensure_runtime
+    ensure_runtime(torch.device("cpu"))
+    kernels = _op._kernels.correlation_kernels(TAICHI_DTYPES[dtype])
+    calls = []
+    real = kernels.to_channel_vectors
+    monkeypatch.setattr(kernels, "to_channel_vectors", lambda *args: calls.append(1) or real(*args))
+    x = randn(*shape, dtype=dtype, seed=shape[1])
+    padded = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, -shape[1] % 16))
+    want = padded.permute(0, 2, 3, 1).reshape(shape[0], shape[2], shape[3], -1, 16)
+    assert torch.equal(_op._cpu_layout(x), want) and calls == [1]
+
+
+@pytest.mark.parametrize("cfg,shape", [
+    (dict(patch_size=7, dilation_patch=2), (2, 40, 5, 32)),
+    (dict(kernel_size=3, patch_size=5, stride=2, padding=1), (1, 17, 6, 16)),
+])
+def test_channel_vectors_on_rows_of_whole_vectors(cfg, shape, monkeypatch, row_calls):
+    """End to end on the channel-vector kernels with inputs laid out by the Taichi kernel above."""
+    monkeypatch.setattr(_row_path, "FORCED", False)
+    x1 = randn(*shape, seed=21, requires_grad=True)
+    x2 = randn(*shape, seed=22, requires_grad=True)
+    out, grad_out, grads = _forward_and_grads(x1, x2, 23, **cfg)
+    np.testing.assert_allclose(out.detach().numpy(), oracle.sampler(x1.detach().numpy(), x2.detach().numpy(), **cfg),
+                               rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads, torch.autograd.grad(reference.correlation(x1, x2, **cfg), (x1, x2), grad_out)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert row_calls == []
+
+
 def _misaligned(x: torch.Tensor, memory_format=torch.contiguous_format) -> torch.Tensor:
     """A copy of ``x`` in ``memory_format`` that starts one element past a whole vector (a view at an
     odd offset into a larger buffer)."""

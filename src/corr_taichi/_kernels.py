@@ -49,11 +49,15 @@ MIN_PASS_WORK = 1024
 
 
 
+#: bytes of the widest SIMD register (AVX-512): the alignment that aligned vector loads need.
+VECTOR_ALIGNMENT = 64
+
+
 def vector_aligned(t) -> bool:
-    """Whether tensor ``t`` may be read as an ndarray of ``LANES``-vectors in place: Taichi's vector
-    loads and stores assume whole-vector alignment, and a tensor that starts inside a vector (a view at
-    an odd offset) crashes them."""
-    return t.data_ptr() % (LANES * t.element_size()) == 0
+    """Whether tensor ``t`` may be read as an ndarray of ``LANES``-vectors in place: Taichi emits aligned
+    vector loads and stores, and a tensor that starts off a register-width boundary (a view at an odd
+    offset) crashes them.  torch's CPU allocator aligns every buffer this way."""
+    return t.data_ptr() % VECTOR_ALIGNMENT == 0
 
 
 GeometryStruct = ti.types.struct(
@@ -382,4 +386,22 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                                                 k += T
                     _store_groups(grad2, acc, b, y, x, k0, n)
 
-    return SimpleNamespace(forward=forward, grad_input1=grad_input1, grad_input2=grad_input2)
+    @ti.kernel
+    def to_channel_vectors(x: vectors, out: vectors, channels: ti.i32):
+        """``out[b, y, x, k][l] = input[b, k * LANES + l, y, x]`` (zero for channels past ``channels``):
+        the kernels' layout of an NCHW input whose rows are whole vectors, read as ``x`` of shape
+        ``(B, C, H, W / LANES)``; ``LANES`` x ``LANES`` blocks transposed in registers.  A Taichi kernel
+        rather than a torch copy: torch's OpenMP threads keep spinning for milliseconds after each
+        parallel copy, and a Taichi kernel launched in that time shares the cores with them."""
+        for b, y in ti.ndrange(x.shape[0], x.shape[2]):
+            for u, k in ti.ndrange(x.shape[3], out.shape[3]):
+                block = ti.Matrix.zero(dtype, LANES, LANES)
+                for lane in ti.static(range(LANES)):
+                    if k * LANES + lane < channels:
+                        block[lane, :] = x[b, k * LANES + lane, y, u]
+                columns = block.transpose()
+                for j in ti.static(range(LANES)):
+                    out[b, y, u * LANES + j, k] = columns[j, :]
+
+    return SimpleNamespace(forward=forward, grad_input1=grad_input1, grad_input2=grad_input2,
+                           to_channel_vectors=to_channel_vectors)

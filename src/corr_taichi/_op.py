@@ -44,10 +44,16 @@ def _cpu_layout(t: Tensor) -> Tensor:
     if (groups * _kernels.LANES == channels and view.dtype == _COMPUTE[t.dtype] and view.is_contiguous()
             and _kernels.vector_aligned(view)):
         return view.view(batch, height, width, groups, _kernels.LANES)
-    out = torch.empty((batch, height, width, groups * _kernels.LANES), dtype=_COMPUTE[t.dtype], device=t.device)
-    out[..., :channels].copy_(view)
-    out[..., channels:].zero_()
-    return out.view(batch, height, width, groups, _kernels.LANES)
+    out = torch.empty((batch, height, width, groups, _kernels.LANES), dtype=_COMPUTE[t.dtype], device=t.device)
+    if (t.dtype == out.dtype and t.is_contiguous() and width % _kernels.LANES == 0
+            and _kernels.vector_aligned(t)):  # the common NCHW case: rows of whole vectors
+        rows = t.view(batch, channels, height, width // _kernels.LANES, _kernels.LANES)
+        _kernels.correlation_kernels(_TAICHI[out.dtype]).to_channel_vectors(rows, out, channels)
+        return out
+    flat = out.view(batch, height, width, groups * _kernels.LANES)
+    flat[..., :channels].copy_(view)
+    flat[..., channels:].zero_()
+    return out
 
 
 def _cpu_gradient(like: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
