@@ -142,6 +142,23 @@ def test_channel_vector_layout_of_nchw_rows(shape, dtype, monkeypatch):
     assert torch.equal(_op._cpu_layout(x), want) and calls == [1]
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape,by_kernel", [((2, 441, 48), True), ((1, 16, 32), True), ((1, 3, 16), True),
+                                             ((2, 5, 12), False)])
+def test_pixel_major_output_gradient(shape, by_kernel, dtype, monkeypatch):
+    """The channel-vector gradient kernels read the output gradient (B, P, N) as (B, N, P) rows padded to
+    whole vectors: a Taichi kernel where N is whole vectors, a torch copy otherwise; the same values."""
+    from corr_taichi._runtime import TAICHI_DTYPES, ensure_runtime
+    ensure_runtime(torch.device("cpu"))
+    kernels = _op._kernels.correlation_kernels(TAICHI_DTYPES[dtype])
+    calls = []
+    real = kernels.to_pixel_major
+    monkeypatch.setattr(kernels, "to_pixel_major", lambda *args: calls.append(1) or real(*args))
+    grad = randn(*shape, dtype=dtype, seed=shape[1])
+    want = torch.nn.functional.pad(grad.transpose(1, 2), (0, -shape[1] % 16)).reshape(-1)
+    assert torch.equal(_op._pixel_major(grad), want) and calls == ([1] if by_kernel else [])
+
+
 @pytest.mark.parametrize("cfg,shape", [
     (dict(patch_size=7, dilation_patch=2), (2, 40, 5, 32)),
     (dict(kernel_size=3, patch_size=5, stride=2, padding=1), (1, 17, 6, 16)),

@@ -95,10 +95,17 @@ def _flat(g: ti.template(), b, ph, pw, h, w):
 
 @ti.func
 def _pixel_major(g: ti.template(), b, ph, pw, h, w):
-    """Index of ``[b, h, w, ph, pw]`` in a flattened ``(B, oH, oW, PH, PW)`` output gradient: the
-    backward reads its displacements pixel by pixel, which in the output's own layout would be one
-    cache line per displacement, all a multiple of 4 KiB apart (so they evict each other)."""
-    return (((b * g.out_h + h) * g.out_w + w) * g.patch_h + ph) * g.patch_w + pw
+    """Index of ``[b, h, w, ph, pw]`` in a flattened ``(B, oH, oW, PH * PW)`` output gradient whose rows
+    are padded to whole vectors (:func:`pixel_major_row`): the backward reads its displacements pixel by
+    pixel, which in the output's own layout would be one cache line per displacement, all a multiple
+    of 4 KiB apart (so they evict each other)."""
+    row = (g.patch_h * g.patch_w + LANES - 1) // LANES * LANES
+    return ((b * g.out_h + h) * g.out_w + w) * row + ph * g.patch_w + pw
+
+
+def pixel_major_row(patches: int) -> int:
+    """Length of a pixel-major row of ``patches`` displacements (:func:`_pixel_major`): whole vectors."""
+    return -(-patches // LANES) * LANES
 
 
 @ti.func
@@ -403,5 +410,22 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                 for j in ti.static(range(LANES)):
                     out[b, y, u * LANES + j, k] = columns[j, :]
 
+    @ti.kernel
+    def to_pixel_major(grad: ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=3), out: vectors):
+        """``out[b, n // LANES, n % LANES, k][l] = grad_out[b, k * LANES + l, n]`` (zero past the last
+        displacement): the output gradient ``(B, P, N)`` (``N`` output pixels, ``P`` displacements), read
+        as ``grad`` of shape ``(B, P, N / LANES)``, transposed to the rows of :func:`_pixel_major` in
+        ``LANES`` x ``LANES`` blocks.  A Taichi kernel for the reason given in
+        :func:`to_channel_vectors`."""
+        for b, u in ti.ndrange(grad.shape[0], grad.shape[2]):
+            for k in range(out.shape[3]):
+                block = ti.Matrix.zero(dtype, LANES, LANES)
+                for lane in ti.static(range(LANES)):
+                    if k * LANES + lane < grad.shape[1]:
+                        block[lane, :] = grad[b, k * LANES + lane, u]
+                columns = block.transpose()
+                for j in ti.static(range(LANES)):
+                    out[b, u, j, k] = columns[j, :]
+
     return SimpleNamespace(forward=forward, grad_input1=grad_input1, grad_input2=grad_input2,
-                           to_channel_vectors=to_channel_vectors)
+                           to_channel_vectors=to_channel_vectors, to_pixel_major=to_pixel_major)

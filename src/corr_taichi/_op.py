@@ -279,6 +279,22 @@ def correlation_backward_op(
     return _as_gradients(needed, grads, fmt)
 
 
+def _pixel_major(grad: Tensor) -> Tensor:
+    """The output gradient ``(B, P, N)`` (``P`` displacements, ``N`` output pixels) as the CPU gradient
+    kernels read it: flattened ``(B, N, P)`` with rows padded to :func:`._kernels.pixel_major_row`."""
+    batch, patches, pixels = grad.shape
+    row = _kernels.pixel_major_row(patches)
+    out = torch.empty((batch, pixels, row), dtype=grad.dtype, device=grad.device)
+    lanes = _kernels.LANES
+    if pixels % lanes == 0 and grad.is_contiguous() and _kernels.vector_aligned(grad):
+        _kernels.correlation_kernels(_TAICHI[grad.dtype]).to_pixel_major(
+            grad.view(batch, patches, pixels // lanes, lanes), out.view(batch, pixels // lanes, lanes, row // lanes, lanes))
+    else:
+        out[..., :patches].copy_(grad.transpose(1, 2))
+        out[..., patches:].zero_()
+    return out.view(-1)
+
+
 def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry, scale: float, height: int,
                     width: int, cpu_kernels: bool, accumulate: bool) -> None:
     """Input gradients of one piece into ``targets`` (kernel layout; ``None`` where not needed), added to
@@ -289,8 +305,7 @@ def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry
     if gp is not None:  # back through the window sum first, then the single-tap gathers
         flat, g, scale = _window_sum_gradient(grad_out, g, gp, scale, height, width).view(-1), gp, 1.0
     if cpu_kernels:  # the CPU kernels read the output gradient pixel-major: (B, oH, oW, PH, PW)
-        batch = grad_out.shape[0]
-        flat = flat.view(batch, g.patch_h * g.patch_w, g.out_h * g.out_w).transpose(1, 2).reshape(-1)
+        flat = _pixel_major(flat.view(grad_out.shape[0], g.patch_h * g.patch_w, g.out_h * g.out_w))
     for name, partner, target in zip(("grad_input1", "grad_input2"), partners, targets):
         if target is None:
             continue
