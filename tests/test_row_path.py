@@ -79,6 +79,12 @@ ROW_CASES = [
     (dict(patch_size=5, padding=(0, 20)), (1, 2, 4, 3)),  # output much wider than the image
     (dict(patch_size=5, kernel_size=(1, 3)), (2, 3, 1, 20)),  # H = 1
     (dict(patch_size=5), (1, 2, 5, 1)),  # W = 1
+    # rows of whole vectors: the padded copies by a Taichi kernel
+    (dict(patch_size=9), (2, 32, 7, 32)),
+    (dict(patch_size=(3, 21), padding=(1, 5)), (1, 5, 6, 16)),
+    (dict(patch_size=(1, 35)), (1, 3, 3, 16)),  # patch much wider than the image
+    (dict(patch_size=5, padding=(0, 20)), (1, 2, 4, 16)),  # output much wider than the image
+    (dict(kernel_size=3, patch_size=7, padding=1), (1, 9, 6, 32)),  # per-pixel products
 ]
 
 
@@ -231,6 +237,7 @@ STEREO_CASES = [
     (dict(max_disp=4, both_directions=True), (1, 3, 5, 20)),
     (dict(max_disp=3, padding=(0, 2)), (1, 17, 3, 16)),
     (dict(max_disp=40), (1, 2, 3, 9)),  # disparities beyond the image
+    (dict(max_disp=20), (2, 5, 4, 32)),  # right to left, rows of whole vectors
     (dict(max_disp=6, kernel_size=3, padding=1), (1, 4, 6, 33)),  # several taps: per-pixel products
 ]
 
