@@ -5,11 +5,14 @@ FlowNetC and PWC level-2 configurations of the benchmark tool, every step is tim
 all steps alternating within each repeat (this machine is shared and noisy); medians of 7 after 2
 warm-ups, in ms, with the forward's floor (useful FLOPs / sgemm rate) for scale.
 
-* ``relayout``: one NCHW -> channels-last copy of one input (the op's own ``_cpu_layout``); the
-  forward makes two of them, the backward two more, unless the inputs are channels_last with a
-  multiple of 16 channels.
+* ``relayout``: one NCHW -> channels-last copy of one input (the op's own ``_cpu_layout``, a Taichi
+  kernel for these shapes); the forward makes two of them, the backward two more, unless the inputs
+  are channels_last with a multiple of 16 channels.
 * ``pixel-major grad``: the backward's one transposed copy of the output gradient, which the gradient
-  kernels read pixel by pixel.
+  kernels read pixel by pixel (a Taichi kernel too).
+
+Each step runs right after the one above it, as in the op; a Taichi kernel timed right after a torch
+operation shares the cores with torch's still-spinning OpenMP threads (``openmp_spin.py``).
 * ``forward kernel`` / ``grad1 kernel`` / ``grad2 kernel``: the channel-vector Taichi kernels alone,
   on inputs already laid out (the op's kernels unless it takes the row path, below).
 * ``op NCHW`` / ``op channels_last``: the public forward on contiguous and on channels_last inputs.
@@ -52,7 +55,7 @@ def steps(name: str) -> dict:
     a, b = _op._cpu_layout(x1), _op._cpu_layout(x2)
     out = torch.empty(g.output_shape(B))
     grad_out = torch.randn(g.output_shape(B))
-    pixel_major = grad_out.view(B, -1, g.out_h * g.out_w).transpose(1, 2).reshape(-1)
+    pixel_major = _op._pixel_major(grad_out.view(B, -1, g.out_h * g.out_w))
     grad = torch.empty_like(a)
     launch = _op._launch_struct(g)
     kernels = _kernels.correlation_kernels(ti.f32)
@@ -61,7 +64,7 @@ def steps(name: str) -> dict:
     out_n, out_l = corr_taichi.correlation(n1, n2, **params), corr_taichi.correlation(l1, l2, **params)
     return {
         "relayout": lambda: _op._cpu_layout(x1),
-        "pixel-major grad": lambda: grad_out.view(B, -1, g.out_h * g.out_w).transpose(1, 2).reshape(-1),
+        "pixel-major grad": lambda: _op._pixel_major(grad_out.view(B, -1, g.out_h * g.out_w)),
         "forward kernel": lambda: kernels.forward(a, b, out.view(-1), launch, 1.0, ti.f32),
         "op NCHW": lambda: corr_taichi.correlation(x1, x2, **params),
         "op channels_last": lambda: corr_taichi.correlation(c1, c2, **params),
