@@ -76,9 +76,9 @@ def test_tile_and_chunk_boundaries_match_reference(cfg, shape, variant, dtype, m
     kernel_for = _op._kernel_for
 
     def spy(name, g, partner, cpu_kernels):
-        kernel = kernel_for(name, g, partner, cpu_kernels)
+        kernel, layout = kernel_for(name, g, partner, cpu_kernels)
         ran.append(kernel.__name__)
-        return kernel
+        return kernel, layout
 
     monkeypatch.setattr(_op, "_kernel_for", spy)
     monkeypatch.setattr(_row_path, "FORCED", False)  # on the CPU: its channel-vector kernels (tests/test_row_path.py has the rest)

@@ -351,8 +351,15 @@ def test_no_tensor_that_requires_grad_reaches_a_kernel(channels, cfg, monkeypatc
         return SimpleNamespace(**{name: wrap(k) for name, k in vars(kernels).items()})
 
     row_kernels_for, kernel_for = _row_path._kernels_for, _op._kernel_for
+    copies_for = _op._kernels.correlation_kernels
+
+    def spied_kernel_for(*args):
+        kernel, layout = kernel_for(*args)
+        return spying(SimpleNamespace(k=kernel)).k, layout
+
     monkeypatch.setattr(_row_path, "_kernels_for", lambda dtype: spying(row_kernels_for(dtype)))
-    monkeypatch.setattr(_op, "_kernel_for", lambda *a: spying(SimpleNamespace(k=kernel_for(*a))).k)
+    monkeypatch.setattr(_op, "_kernel_for", spied_kernel_for)
+    monkeypatch.setattr(_op._kernels, "correlation_kernels", lambda dtype: spying(copies_for(dtype)))  # the copies
     for layout in (torch.contiguous_format, torch.channels_last):
         x1, x2 = (randn(2, channels, 6, 32, seed=s).contiguous(memory_format=layout).requires_grad_() for s in (1, 2))
         out = corr_taichi.correlation(x1, x2, **cfg)

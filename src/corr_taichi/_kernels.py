@@ -39,7 +39,8 @@ from ._runtime import ti
 LANES = 16
 #: displacement tile sizes, largest first; an interval is covered by the largest tiles that fit.
 TILES = (8, 4, 1)
-#: channel vectors of one gradient pixel accumulated in registers at a time by the backward kernels.
+#: the most channel vectors of one gradient pixel that the backward kernels accumulate in registers at
+#: a time (a chunk; :func:`chunk_vectors`).
 GROUPS = 16
 #: ``grad_input2`` sweeps a row in passes of this many patch rows when a pass still has at least
 #: ``MIN_PASS_WORK`` vector multiply-adds per pixel (measured: FlowNetC's gains from passes; PWC
@@ -140,25 +141,6 @@ def _dot_tile(x1: ti.template(), x2: ti.template(), b, y1, xa, y2, xb, step, T: 
     return _row_sums(acc)
 
 
-@ti.func
-def _axpy_tile(acc: ti.template(), src: ti.template(), b, ys, xs, step, k0, n, weight, T: ti.template()):
-    """``acc[k] += sum_q weight[q] * src[b, ys, xs + q*step, k0 + k]`` for ``k < n``, ``q < T``."""
-    for k in ti.static(range(GROUPS)):
-        if k < n:
-            total = acc[k, :]
-            for q in ti.static(range(T)):
-                total += weight[q] * src[b, ys, xs + q * step, k0 + k]
-            acc[k, :] = total
-
-
-@ti.func
-def _store_groups(grad: ti.template(), acc: ti.template(), b, y, x, k0, n):
-    """``grad[b, y, x, k0 + k] = acc[k]`` for ``k < n``: a gradient kernel's accumulated chunk."""
-    for k in ti.static(range(GROUPS)):
-        if k < n:
-            grad[b, y, x, k0 + k] = acc[k, :]
-
-
 @ti.kernel
 def window_sum(
     products: ti.types.ndarray(ndim=1),
@@ -222,9 +204,9 @@ def window_sum_grad(
 
 @functools.cache
 def correlation_kernels(dtype) -> SimpleNamespace:
-    """The forward and the two gradient kernels for inputs of Taichi scalar type ``dtype`` (``ti.f32``
+    """The forward kernel and the layout copies for inputs of Taichi scalar type ``dtype`` (``ti.f32``
     or ``ti.f64``; ``acc_t`` must be the same): an ndarray's vector type is part of its annotation,
-    so each dtype gets its own three kernels, built once."""
+    so each dtype gets its own kernels, built once."""
     vectors = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
 
     @ti.kernel
@@ -275,125 +257,6 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                     p += T
 
     @ti.kernel
-    def grad_input1(
-        grad_out: ti.types.ndarray(ndim=1),
-        x2: vectors,
-        grad1: vectors,
-        g: GeometryStruct,
-        scale: ti.f64,
-        acc_t: ti.template(),
-    ):
-        """``grad1[b, y, x, :] = scale * sum grad_out[b, h, w, ph, pw] * x2[b, y + su, x + sv, :]`` over the
-        (displacement, tap) pairs whose tap lands on ``(y, x)``, with ``grad_out`` flattened pixel-major
-        (:func:`_pixel_major`); one task per input row, one chunk of ``GROUPS`` channel vectors of one
-        pixel at a time."""
-        height, width, groups = x2.shape[1], x2.shape[2], x2.shape[3]
-        s = ti.cast(scale, acc_t)
-        for b, y in ti.ndrange(x2.shape[0], height):
-            for x, chunk in ti.ndrange(width, (groups + GROUPS - 1) // GROUPS):
-                k0 = chunk * GROUPS
-                n = ti.min(GROUPS, groups - k0)
-                acc = ti.Matrix.zero(acc_t, GROUPS, LANES)
-                start = x + g.first_w  # partner column of displacement 0
-                lo, hi = _inside(start, g.patch_dilation_w, width, g.patch_w)
-                for j in range(g.kernel_w):  # column arithmetic first: it does not depend on the row
-                    w = _output_index(x, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
-                    if w >= 0:
-                        for i in range(g.kernel_h):
-                            h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
-                            if h >= 0:
-                                for ph in range(g.patch_h):
-                                    y2 = y + g.first_h + ph * g.patch_dilation_h
-                                    if 0 <= y2 < height:
-                                        pw = lo
-                                        for T in ti.static(TILES):
-                                            while pw + T <= hi:
-                                                weight = ti.Vector([
-                                                    ti.cast(grad_out[_pixel_major(g, b, ph, pw + q, h, w)], acc_t) * s
-                                                    for q in ti.static(range(T))
-                                                ])
-                                                _axpy_tile(acc, x2, b, y2, start + pw * g.patch_dilation_w,
-                                                           g.patch_dilation_w, k0, n, weight, T)
-                                                pw += T
-                _store_groups(grad1, acc, b, y, x, k0, n)
-
-    @ti.kernel
-    def grad_input2(
-        grad_out: ti.types.ndarray(ndim=1),
-        x1: vectors,
-        grad2: vectors,
-        g: GeometryStruct,
-        scale: ti.f64,
-        acc_t: ti.template(),
-    ):
-        """``grad2[b, y, x, :] = scale * sum grad_out[b, h, w, ph, pw] * x1[b, y - su, x - sv, :]``
-        (pixel-major ``grad_out``, as in ``grad_input1``); one task per input row.  With a column
-        stride, the displacements whose partner is an output pixel form an arithmetic progression of
-        step ``period``.
-
-        A pixel's weights here are spread over many output pixels' blocks, so with much work per
-        displacement row the row is swept in passes of ``ROWS_PER_PASS`` patch rows, whose weights
-        stay in L1 cache, adding into the gradient between passes; with little work per row a single
-        pass is cheaper (the column arithmetic is per pass)."""
-        height, width, groups = x1.shape[1], x1.shape[2], x1.shape[3]
-        s = ti.cast(scale, acc_t)
-        dp = g.patch_dilation_w
-        period = 1  # smallest period with period * dp divisible by stride_w
-        while (period * dp) % g.stride_w != 0:
-            period += 1
-        w_step = period * dp // g.stride_w
-        rows = g.patch_h
-        if ROWS_PER_PASS * g.patch_w * ti.min(groups, GROUPS) >= MIN_PASS_WORK:
-            rows = ROWS_PER_PASS
-        for b, y in ti.ndrange(x1.shape[0], height):
-            for row_pass in range((g.patch_h + rows - 1) // rows):
-                first_row = row_pass * rows
-                for x, chunk in ti.ndrange(width, (groups + GROUPS - 1) // GROUPS):
-                    k0 = chunk * GROUPS
-                    n = ti.min(GROUPS, groups - k0)
-                    acc = ti.Matrix.zero(acc_t, GROUPS, LANES)
-                    if first_row > 0:  # a later pass: add to the earlier passes' sums
-                        for k in ti.static(range(GROUPS)):
-                            if k < n:
-                                acc[k, :] = grad2[b, y, x, k0 + k]
-                    top = x - g.first_w  # partner column of displacement 0
-                    for j in range(g.kernel_w):  # column arithmetic first: it does not depend on the row
-                        # Partner column of displacement pw: x1 = top - pw*dp; its output column
-                        # w = (x1 - base) / stride_w must be a whole number in [0, out_w).
-                        base = g.origin_w + j * g.dilation_w
-                        lo, hi = _inside(width - 1 - top, dp, width, g.patch_w)  # 0 <= x1 < width
-                        lo2, hi2 = _inside(
-                            (g.out_w - 1) * g.stride_w + base - top, dp, g.out_w * g.stride_w, g.patch_w
-                        )  # base <= x1 < base + out_w * stride_w
-                        pw = ti.max(lo, lo2)
-                        hi = ti.min(hi, hi2)
-                        limit = ti.min(hi, pw + period)
-                        while pw < limit and (top - pw * dp - base) % g.stride_w != 0:
-                            pw += 1
-                        if pw < limit:
-                            count = (hi - pw + period - 1) // period
-                            w_first = (top - pw * dp - base) // g.stride_w
-                            for ph in range(first_row, ti.min(g.patch_h, first_row + rows)):
-                                for i in range(g.kernel_h):  # nested loops: ndrange would divide
-                                    y1 = y - g.first_h - ph * g.patch_dilation_h
-                                    h = _output_index(y1, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
-                                    if 0 <= y1 < height and h >= 0:
-                                        k = 0
-                                        for T in ti.static(TILES):
-                                            while k + T <= count:
-                                                p0 = pw + k * period
-                                                w0 = w_first - k * w_step
-                                                weight = ti.Vector([
-                                                    ti.cast(grad_out[_pixel_major(g, b, ph, p0 + q * period, h,
-                                                                                  w0 - q * w_step)], acc_t) * s
-                                                    for q in ti.static(range(T))
-                                                ])
-                                                _axpy_tile(acc, x1, b, y1, top - p0 * dp, -period * dp, k0, n,
-                                                           weight, T)
-                                                k += T
-                    _store_groups(grad2, acc, b, y, x, k0, n)
-
-    @ti.kernel
     def to_channel_vectors(x: vectors, out: vectors, channels: ti.i32):
         """``out[b, y, x, k][l] = input[b, k * LANES + l, y, x]`` (zero for channels past ``channels``):
         the kernels' layout of an NCHW input whose rows are whole vectors, read as ``x`` of shape
@@ -427,5 +290,138 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                 for j in ti.static(range(LANES)):
                     out[b, u, j, k] = columns[j, :]
 
-    return SimpleNamespace(forward=forward, grad_input1=grad_input1, grad_input2=grad_input2,
-                           to_channel_vectors=to_channel_vectors, to_pixel_major=to_pixel_major)
+    return SimpleNamespace(forward=forward, to_channel_vectors=to_channel_vectors, to_pixel_major=to_pixel_major)
+
+
+def chunk_vectors(groups: int) -> int:
+    """Channel vectors per chunk for a pixel of ``groups`` channel vectors: the largest power of two up to
+    ``GROUPS`` that divides ``groups``."""
+    vectors = GROUPS
+    while groups % vectors:
+        vectors //= 2
+    return vectors
+
+
+@functools.cache
+def gradient_kernels(dtype, vectors: int) -> SimpleNamespace:
+    """The two gradient kernels for inputs of Taichi scalar type ``dtype`` read in chunks of ``vectors``
+    channel vectors: ``(B, H, W, C / (LANES * vectors))`` ndarrays of ``vectors x LANES`` matrices.  A
+    chunk is one load or store in the kernels, which LLVM splits into vector moves at constant offsets
+    from one address (per-vector indexing spent three integer instructions on each vector's address)."""
+    chunks = ti.types.ndarray(dtype=ti.types.matrix(vectors, LANES, dtype), ndim=4)
+
+    @ti.kernel
+    def grad_input1(
+        grad_out: ti.types.ndarray(ndim=1),
+        x2: chunks,
+        grad1: chunks,
+        g: GeometryStruct,
+        scale: ti.f64,
+        acc_t: ti.template(),
+    ):
+        """``grad1[b, y, x, :] = scale * sum grad_out[b, h, w, ph, pw] * x2[b, y + su, x + sv, :]`` over the
+        (displacement, tap) pairs whose tap lands on ``(y, x)``, with ``grad_out`` flattened pixel-major
+        (:func:`_pixel_major`); one task per input row, one chunk of channel vectors of one pixel at a
+        time."""
+        height, width = x2.shape[1], x2.shape[2]
+        s = ti.cast(scale, acc_t)
+        for b, y in ti.ndrange(x2.shape[0], height):
+            for x, chunk in ti.ndrange(width, x2.shape[3]):
+                acc = ti.Matrix.zero(acc_t, vectors, LANES)
+                start = x + g.first_w  # partner column of displacement 0
+                lo, hi = _inside(start, g.patch_dilation_w, width, g.patch_w)
+                for j in range(g.kernel_w):  # column arithmetic first: it does not depend on the row
+                    w = _output_index(x, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
+                    if w >= 0:
+                        for i in range(g.kernel_h):
+                            h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+                            if h >= 0:
+                                for ph in range(g.patch_h):
+                                    y2 = y + g.first_h + ph * g.patch_dilation_h
+                                    if 0 <= y2 < height:
+                                        pw = lo
+                                        for T in ti.static(TILES):
+                                            while pw + T <= hi:
+                                                weight = ti.Vector([
+                                                    ti.cast(grad_out[_pixel_major(g, b, ph, pw + q, h, w)], acc_t) * s
+                                                    for q in ti.static(range(T))
+                                                ])
+                                                for q in ti.static(range(T)):
+                                                    acc += weight[q] * x2[b, y2, start + (pw + q) * g.patch_dilation_w,
+                                                                          chunk]
+                                                pw += T
+                grad1[b, y, x, chunk] = acc
+
+    @ti.kernel
+    def grad_input2(
+        grad_out: ti.types.ndarray(ndim=1),
+        x1: chunks,
+        grad2: chunks,
+        g: GeometryStruct,
+        scale: ti.f64,
+        acc_t: ti.template(),
+    ):
+        """``grad2[b, y, x, :] = scale * sum grad_out[b, h, w, ph, pw] * x1[b, y - su, x - sv, :]``
+        (pixel-major ``grad_out``, as in ``grad_input1``); one task per input row.  With a column
+        stride, the displacements whose partner is an output pixel form an arithmetic progression of
+        step ``period``.
+
+        A pixel's weights here are spread over many output pixels' blocks, so with much work per
+        displacement row the row is swept in passes of ``ROWS_PER_PASS`` patch rows, whose weights
+        stay in L1 cache, adding into the gradient between passes; with little work per row a single
+        pass is cheaper (the column arithmetic is per pass)."""
+        height, width = x1.shape[1], x1.shape[2]
+        s = ti.cast(scale, acc_t)
+        dp = g.patch_dilation_w
+        period = 1  # smallest period with period * dp divisible by stride_w
+        while (period * dp) % g.stride_w != 0:
+            period += 1
+        w_step = period * dp // g.stride_w
+        rows = g.patch_h
+        if ROWS_PER_PASS * g.patch_w * vectors >= MIN_PASS_WORK:
+            rows = ROWS_PER_PASS
+        for b, y in ti.ndrange(x1.shape[0], height):
+            for row_pass in range((g.patch_h + rows - 1) // rows):
+                first_row = row_pass * rows
+                for x, chunk in ti.ndrange(width, x1.shape[3]):
+                    acc = ti.Matrix.zero(acc_t, vectors, LANES)
+                    if first_row > 0:  # a later pass: add to the earlier passes' sums
+                        acc = grad2[b, y, x, chunk]
+                    top = x - g.first_w  # partner column of displacement 0
+                    for j in range(g.kernel_w):  # column arithmetic first: it does not depend on the row
+                        # Partner column of displacement pw: x1 = top - pw*dp; its output column
+                        # w = (x1 - base) / stride_w must be a whole number in [0, out_w).
+                        base = g.origin_w + j * g.dilation_w
+                        lo, hi = _inside(width - 1 - top, dp, width, g.patch_w)  # 0 <= x1 < width
+                        lo2, hi2 = _inside(
+                            (g.out_w - 1) * g.stride_w + base - top, dp, g.out_w * g.stride_w, g.patch_w
+                        )  # base <= x1 < base + out_w * stride_w
+                        pw = ti.max(lo, lo2)
+                        hi = ti.min(hi, hi2)
+                        limit = ti.min(hi, pw + period)
+                        while pw < limit and (top - pw * dp - base) % g.stride_w != 0:
+                            pw += 1
+                        if pw < limit:
+                            count = (hi - pw + period - 1) // period
+                            w_first = (top - pw * dp - base) // g.stride_w
+                            for ph in range(first_row, ti.min(g.patch_h, first_row + rows)):
+                                for i in range(g.kernel_h):  # nested loops: ndrange would divide
+                                    y1 = y - g.first_h - ph * g.patch_dilation_h
+                                    h = _output_index(y1, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+                                    if 0 <= y1 < height and h >= 0:
+                                        k = 0
+                                        for T in ti.static(TILES):
+                                            while k + T <= count:
+                                                p0 = pw + k * period
+                                                w0 = w_first - k * w_step
+                                                weight = ti.Vector([
+                                                    ti.cast(grad_out[_pixel_major(g, b, ph, p0 + q * period, h,
+                                                                                  w0 - q * w_step)], acc_t) * s
+                                                    for q in ti.static(range(T))
+                                                ])
+                                                for q in ti.static(range(T)):
+                                                    acc += weight[q] * x1[b, y1, top - (p0 + q * period) * dp, chunk]
+                                                k += T
+                    grad2[b, y, x, chunk] = acc
+
+    return SimpleNamespace(grad_input1=grad_input1, grad_input2=grad_input2)

@@ -177,12 +177,16 @@ def _launch(device: torch.device):
 
 def _kernel_for(name: str, g: Geometry, partner: Tensor, cpu_kernels: bool):
     """The Taichi kernel ``name`` (``forward``, ``grad_input1``, ``grad_input2``) for this backend and
-    call: the CPU kernels on :func:`_cpu_layout` tensors of ``partner``'s dtype, else the GPU kernels
-    on NCHW ``partner``-shaped tensors, tiled where the geometry allows."""
+    call, and how it reads its :func:`_cpu_layout` tensors (the CPU gradient kernels, in chunks of
+    channel vectors) or NCHW tensors (the GPU kernels, tiled where the geometry allows)."""
+    if cpu_kernels and name == "forward":
+        return _kernels.correlation_kernels(_TAICHI[partner.dtype]).forward, lambda t: t
     if cpu_kernels:
-        return getattr(_kernels.correlation_kernels(_TAICHI[partner.dtype]), name)
+        vectors = _kernels.chunk_vectors(partner.shape[3])
+        kernels = _kernels.gradient_kernels(_TAICHI[partner.dtype], vectors)
+        return getattr(kernels, name), lambda t: t.view(t.shape[:3] + (t.shape[3] // vectors, vectors, t.shape[4]))
     variant = "tiled" if _gpu_kernels.tiled(g, *partner.shape) else "simple"
-    return getattr(_gpu_kernels, f"{name}_{variant}")
+    return getattr(_gpu_kernels, f"{name}_{variant}"), lambda t: t
 
 
 def _forward_piece(a: Tensor, b: Tensor, out: Tensor, g: Geometry, scale: float, height: int, width: int,
@@ -190,8 +194,8 @@ def _forward_piece(a: Tensor, b: Tensor, out: Tensor, g: Geometry, scale: float,
     """``out`` (contiguous ``(B, PH, PW, oH, oW)``) from kernel-layout inputs of ``height`` x ``width``
     pixels, directly or as per-pixel products summed over each kernel window."""
     def single_tap(target: Tensor, geometry: Geometry, s: float) -> None:
-        _kernel_for("forward", geometry, a, cpu_kernels)(a, b, target.view(-1), _launch_struct(geometry), s,
-                                                         _TAICHI[target.dtype])
+        kernel, _ = _kernel_for("forward", geometry, a, cpu_kernels)
+        kernel(a, b, target.view(-1), _launch_struct(geometry), s, _TAICHI[target.dtype])
 
     _windowed_forward(out, g, _product_geometry(g, height, width) or g, scale, height, width, single_tap)
 
@@ -310,7 +314,8 @@ def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry
         if target is None:
             continue
         result = torch.empty_like(target) if accumulate else target
-        _kernel_for(name, g, partner, cpu_kernels)(flat, partner, result, _launch_struct(g), scale, dtype)
+        kernel, layout = _kernel_for(name, g, partner, cpu_kernels)
+        kernel(flat, layout(partner), layout(result), _launch_struct(g), scale, dtype)
         if accumulate:
             target += result
 
