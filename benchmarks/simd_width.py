@@ -56,10 +56,14 @@ def child(scalarize: bool) -> None:
     g = sampler_geometry(height, width, **params)
     x1, x2 = (_op._cpu_layout(torch.randn(shape)) for _ in range(2))
     out = torch.empty(g.output_shape(batch))
-    grad_out = torch.randn(batch * g.out_h * g.out_w * g.patch_h * g.patch_w)  # pixel-major, as the op passes it
+    # pixel-major with rows of whole vectors, as the op passes it
+    grad_out = torch.randn(batch * g.out_h * g.out_w * _kernels.pixel_major_row(g.patch_h * g.patch_w))
     grad = torch.empty_like(x1)
     launch = _op._launch_struct(g)
     kernels = _kernels.correlation_kernels(ti.f32)
+    vectors = _kernels.chunk_vectors(x1.shape[3])
+    gradients = _kernels.gradient_kernels(ti.f32, vectors)
+    chunks = lambda t: t.view(t.shape[:3] + (t.shape[3] // vectors, vectors, t.shape[4]))  # noqa: E731
     kernels.forward(x1, x2, out.view(-1), launch, 1.0, ti.f32)
     widths = collections.Counter()
     for name in os.listdir(workdir):
@@ -68,8 +72,8 @@ def child(scalarize: bool) -> None:
 
     steps = {
         "forward": lambda: kernels.forward(x1, x2, out.view(-1), launch, 1.0, ti.f32),
-        "grad_input1": lambda: kernels.grad_input1(grad_out, x2, grad, launch, 1.0, ti.f32),
-        "grad_input2": lambda: kernels.grad_input2(grad_out, x1, grad, launch, 1.0, ti.f32),
+        "grad_input1": lambda: gradients.grad_input1(grad_out, chunks(x2), chunks(grad), launch, 1.0, ti.f32),
+        "grad_input2": lambda: gradients.grad_input2(grad_out, chunks(x1), chunks(grad), launch, 1.0, ti.f32),
     }
     times = {name: [] for name in steps}
     for k in range(7):
