@@ -182,50 +182,6 @@ def test_channel_vectors_on_rows_of_whole_vectors(cfg, shape, monkeypatch, row_c
     assert row_calls == []
 
 
-MIRRORED_CASES = [  # single tap, stride 1, rows of whole vectors: input2's gradient as a mirrored input1 gradient
-    (dict(patch_size=7, dilation_patch=2), (2, 40, 5, 32)),
-    (dict(patch_size=(3, 9), dilation_patch=(2, 3), padding=(1, 8)), (1, 20, 6, 16)),  # output wider than input
-    (dict(patch_size=(1, 41)), (1, 8, 5, 16)),  # partners beyond the image on both sides
-    (dict(patch_size=(5, 1), padding=(2, 0)), (2, 3, 4, 32)),
-    (dict(kernel_size=3, patch_size=3, padding=1), (1, 24, 5, 16)),  # products: the window sums' gradient first
-]
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("cfg,shape", MIRRORED_CASES)
-def test_input2_gradient_as_mirrored_input1_gradient(cfg, shape, dtype, monkeypatch, row_calls):
-    monkeypatch.setattr(_row_path, "FORCED", False)
-    monkeypatch.setattr(_op, "CPU_BACKWARD_WINDOW_SUMS_FROM", 1.0)  # the window sums' gradient in the last case
-    mirrored = []
-    real = _op._mirrored_pixel_major
-    monkeypatch.setattr(_op, "_mirrored_pixel_major", lambda *args: mirrored.append(1) or real(*args))
-    x1 = randn(*shape, dtype=dtype, seed=31, requires_grad=True)
-    x2 = randn(*shape, dtype=dtype, seed=32, requires_grad=True)
-    out, grad_out, grads = _forward_and_grads(x1, x2, 33, **cfg)
-    r1, r2 = (x.detach().double().requires_grad_() for x in (x1, x2))
-    expected = torch.autograd.grad(reference.correlation(r1, r2, **cfg), (r1, r2), grad_out.double())
-    tol = dict(rtol=1e-12, atol=1e-11) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
-    for got, want in zip(grads, expected):
-        torch.testing.assert_close(got.double(), want, **tol)
-    assert mirrored == [1] and row_calls == []
-
-
-def test_correlation1d_input2_gradient_mirrored(monkeypatch):
-    """Right-to-left disparities (patch dilation -1) through the mirrored gradient."""
-    monkeypatch.setattr(_row_path, "FORCED", False)
-    mirrored = []
-    real = _op._mirrored_pixel_major
-    monkeypatch.setattr(_op, "_mirrored_pixel_major", lambda *args: mirrored.append(1) or real(*args))
-    x1, x2 = randn(2, 5, 4, 32, seed=34, requires_grad=True), randn(2, 5, 4, 32, seed=35, requires_grad=True)
-    out = corr_taichi.correlation1d(x1, x2, max_disp=20)
-    grad_out = randn(*out.shape, seed=36)
-    got = torch.autograd.grad(out, (x1, x2), grad_out)
-    want = torch.autograd.grad(reference.correlation1d(x1, x2, max_disp=20), (x1, x2), grad_out)
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-11)
-    assert mirrored == [1]
-
-
 def _misaligned(x: torch.Tensor, memory_format=torch.contiguous_format) -> torch.Tensor:
     """A copy of ``x`` in ``memory_format`` that starts one element past a whole vector (a view at an
     odd offset into a larger buffer)."""

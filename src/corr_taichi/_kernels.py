@@ -110,13 +110,6 @@ def pixel_major_row(patches: int) -> int:
 
 
 @ti.func
-def _window(lo: ti.template(), hi: ti.template(), s: ti.template()):
-    """The ``LANES`` values that start ``s`` lanes into ``lo`` and run on into ``hi`` (one lane shuffle)."""
-    return ti.Vector([lo[s + lane] for lane in ti.static(range(LANES - s))] +
-                     [hi[lane] for lane in ti.static(range(s))])
-
-
-@ti.func
 def _inside(start: ti.i32, step: ti.i32, size: ti.i32, count: ti.i32):
     """``[lo, hi)``: the ``p < count`` with ``0 <= start + p * step < size`` (``step != 0``)."""
     first, stride = start, step
@@ -297,34 +290,7 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                 for j in ti.static(range(LANES)):
                     out[b, u, j, k] = columns[j, :]
 
-    @ti.kernel
-    def to_input2_planes(grad: ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4),
-                         out: ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4), g: GeometryStruct):
-        """``out[b, p, Y, X] = grad_out[b, p, Y - dy(ph), X - dx(pw)]`` with ``p = ph * PW + pw``, ``dy(ph) =
-        origin_h + first_h + ph * patch_dilation_h`` (``dx`` likewise), zero outside the output: each plane
-        of the output gradient ``(B, P, oH, oW)`` moved to the input2 pixels its displacement reads, on
-        rows of whole vectors (``grad`` and ``out`` read as ``(..., W / LANES)`` vectors).  The shift is the
-        same along a row, so each row is one loop of vectors cut from two neighbours by :func:`_window`."""
-        for b, p, y in ti.ndrange(out.shape[0], out.shape[1], out.shape[2]):
-            h = y - (g.origin_h + g.first_h + p // g.patch_w * g.patch_dilation_h)
-            shift = g.origin_w + g.first_w + p % g.patch_w * g.patch_dilation_w  # X = w + shift
-            whole = (-shift) // LANES  # floor: output vector u starts in grad's vector u + whole
-            part = -shift - whole * LANES
-            inside = 0 <= h < grad.shape[2]
-            for s in ti.static(range(LANES)):
-                if part == s:
-                    for u in range(out.shape[3]):
-                        v = u + whole
-                        lo, hi = ti.Vector.zero(dtype, LANES), ti.Vector.zero(dtype, LANES)
-                        if inside and 0 <= v < grad.shape[3]:
-                            lo = grad[b, p, h, v]
-                        if ti.static(s > 0):
-                            if inside and 0 <= v + 1 < grad.shape[3]:
-                                hi = grad[b, p, h, v + 1]
-                        out[b, p, y, u] = _window(lo, hi, s)
-
-    return SimpleNamespace(forward=forward, to_channel_vectors=to_channel_vectors, to_pixel_major=to_pixel_major,
-                           to_input2_planes=to_input2_planes)
+    return SimpleNamespace(forward=forward, to_channel_vectors=to_channel_vectors, to_pixel_major=to_pixel_major)
 
 
 def chunk_vectors(groups: int) -> int:

@@ -308,56 +308,16 @@ def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry
     gp = _product_geometry(g, height, width, CPU_BACKWARD_WINDOW_SUMS_FROM if cpu_kernels else WINDOW_SUMS_FROM)
     if gp is not None:  # back through the window sum first, then the single-tap gathers
         flat, g, scale = _window_sum_gradient(grad_out, g, gp, scale, height, width).view(-1), gp, 1.0
-    planes = flat.view(grad_out.shape[0], g.patch_h * g.patch_w, g.out_h, g.out_w)
-    pixel_major = None
+    if cpu_kernels:  # the CPU kernels read the output gradient pixel-major: (B, oH, oW, PH, PW)
+        flat = _pixel_major(flat.view(grad_out.shape[0], g.patch_h * g.patch_w, g.out_h * g.out_w))
     for name, partner, target in zip(("grad_input1", "grad_input2"), partners, targets):
         if target is None:
             continue
         result = torch.empty_like(target) if accumulate else target
-        geometry, weights = g, flat
-        if cpu_kernels and name == "grad_input2" and _mirrors(g, planes, width):
-            # input2's gradient as input1's under the mirrored geometry, whose weights are read alike
-            name, geometry = "grad_input1", _mirrored(g, height, width)
-            weights = _mirrored_pixel_major(planes, g, height, width)
-        elif cpu_kernels:  # the CPU kernels read the output gradient pixel-major: (B, oH, oW, PH, PW)
-            if pixel_major is None:
-                pixel_major = _pixel_major(planes.view(planes.shape[0], planes.shape[1], -1))
-            weights = pixel_major
-        kernel, layout = _kernel_for(name, geometry, partner, cpu_kernels)
-        kernel(weights, layout(partner), layout(result), _launch_struct(geometry), scale, dtype)
+        kernel, layout = _kernel_for(name, g, partner, cpu_kernels)
+        kernel(flat, layout(partner), layout(result), _launch_struct(g), scale, dtype)
         if accumulate:
             target += result
-
-
-def _mirrors(g: Geometry, planes: Tensor, width: int) -> bool:
-    """Whether the CPU computes input2's gradient as a mirrored input1 gradient (:func:`_mirrored`): for a
-    single tap at stride 1 whose output and input rows are whole vectors."""
-    lanes = _kernels.LANES
-    return ((g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) == (1, 1, 1, 1) and g.out_w % lanes == 0
-            and width % lanes == 0 and planes.is_contiguous() and _kernels.vector_aligned(planes))
-
-
-def _mirrored(g: Geometry, height: int, width: int) -> Geometry:
-    """For a single tap at stride 1: the geometry under which ``grad_input1``, reading the output gradient
-    seen from input2's pixels (:func:`_mirrored_pixel_major`) and input1, gives input2's gradient.  Input2
-    pixel ``(Y, X)`` meets input1 pixel ``(Y - first_h - ph * patch_dilation_h, X - ...)``: the
-    displacements negated, one "output" pixel per input2 pixel."""
-    return dataclasses.replace(g, origin_h=0, origin_w=0, first_h=-g.first_h, first_w=-g.first_w,
-                               patch_dilation_h=-g.patch_dilation_h, patch_dilation_w=-g.patch_dilation_w,
-                               out_h=height, out_w=width)
-
-
-def _mirrored_pixel_major(planes: Tensor, g: Geometry, height: int, width: int) -> Tensor:
-    """The output gradient ``(B, P, oH, oW)`` at input2's pixels, pixel-major (:func:`_pixel_major`'s rows):
-    ``[b, Y, X, p]`` is the gradient of the output pixel whose displacement ``p`` reads input2 at
-    ``(Y, X)`` (zero where none does).  Two Taichi passes: the planes moved, then transposed."""
-    batch, patches, out_h, out_w = planes.shape
-    lanes = _kernels.LANES
-    moved = torch.empty((batch, patches, height, width), dtype=planes.dtype, device=planes.device)
-    _kernels.correlation_kernels(_TAICHI[planes.dtype]).to_input2_planes(
-        planes.view(batch, patches, out_h, out_w // lanes, lanes), moved.view(batch, patches, height, width // lanes, lanes),
-        _launch_struct(g))
-    return _pixel_major(moved.view(batch, patches, height * width))
 
 
 @correlation_backward_op.register_fake

@@ -21,7 +21,7 @@ kernel is compiled once per dtype.
 import functools
 from types import SimpleNamespace
 
-from ._kernels import LANES, _output_index, _window
+from ._kernels import LANES, _output_index
 from ._runtime import ti
 
 #: the gradient kernel steps over channels in pairs (the padded copies round the count up).
@@ -34,6 +34,13 @@ RowGeometry = ti.types.struct(
     # LANES * v + lead + step * pw of the partner's padded row
     lead=ti.i32, step=ti.i32,
 )
+
+
+@ti.func
+def _window(lo: ti.template(), hi: ti.template(), s: ti.template()):
+    """The ``LANES`` values that start ``s`` lanes into ``lo`` and run on into ``hi``."""
+    return ti.Vector([lo[s + lane] for lane in ti.static(range(LANES - s))] +
+                     [hi[lane] for lane in ti.static(range(s))])
 
 
 @ti.func
