@@ -4,7 +4,11 @@ kernel-window sums (the GPU kernels are in :mod:`._gpu_kernels`; the window sums
 Layouts: inputs and input gradients are channels-last ``(B, H, W, C)`` with the channels padded with
 zeros to a multiple of ``LANES`` and read as vectors of ``LANES`` channels: ``(B, H, W, C / LANES)``
 ndarrays of ``LANES``-vectors.  The output is ``(B, PH, PW, oH, oW)``.  The geometry arrives as a
-struct of runtime ints, so a kernel is compiled once per dtype, never per shape or parameter set.
+struct of runtime ints, so a kernel is compiled once per dtype (the gradient kernels once per dtype
+and chunk size), never per shape or parameter set.  The gradient kernels read the same tensors in
+chunks of up to ``GROUPS`` channel vectors, one ``vectors x LANES`` matrix each
+(:func:`gradient_kernels`).  NCHW inputs and the output gradient reach these layouts through Taichi
+copy kernels (:func:`correlation_kernels`) where their rows are whole vectors.
 
 Speed comes from three ideas:
 
@@ -14,8 +18,8 @@ Speed comes from three ideas:
   SIMD whatever CPU model LLVM believes it compiles for (Taichi 1.7's LLVM treats CPUs newer than
   itself as a generic x86-64 and vectorises scalar loops only 4 floats wide).
 * Tiles of up to ``TILES[0]`` displacements along a patch row share each loaded ``input1`` vector
-  (forward) or each gradient accumulator (backward), so one memory access feeds several fused
-  multiply-adds.
+  (forward) or each gradient accumulator (backward), so one memory access feeds several
+  multiply-adds; a gradient chunk is one address, so its vectors load at constant offsets.
 * Along a patch row the displacements whose partner pixel lies inside the image form an interval
   (an arithmetic progression in the strided ``grad_input2`` case): the gradients compute it up front,
   the forward tests the two ends of each tile and only near the image's edges each displacement; no
