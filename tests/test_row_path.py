@@ -79,7 +79,7 @@ ROW_CASES = [
     (dict(patch_size=5, padding=(0, 20)), (1, 2, 4, 3)),  # output much wider than the image
     (dict(patch_size=5, kernel_size=(1, 3)), (2, 3, 1, 20)),  # H = 1
     (dict(patch_size=5), (1, 2, 5, 1)),  # W = 1
-    # rows of whole vectors: the forward reads input1 in place
+    # rows of whole vectors (16 or 32 columns)
     (dict(patch_size=9), (2, 32, 7, 32)),
     (dict(patch_size=(3, 21), padding=(1, 5)), (1, 5, 6, 16)),
     (dict(patch_size=(1, 35)), (1, 3, 3, 16)),  # patch much wider than the image
