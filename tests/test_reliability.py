@@ -41,7 +41,7 @@ def _compiled_instances():
     kernels = [_kernels.window_sum, _kernels.window_sum_grad]
     for dtype in (ti.f32, ti.f64):  # the correlation kernels are built per dtype
         family = _kernels.correlation_kernels(dtype)
-        kernels += [family.forward, family.to_channel_vectors, family.to_pixel_major]
+        kernels += [family.forward, family.transpose]
         for vectors in (1, 2, 4, 8, 16):  # the gradient kernels, per chunk of channel vectors
             gradients = _kernels.gradient_kernels(dtype, vectors)
             kernels += [gradients.grad_input1, gradients.grad_input2]

@@ -132,7 +132,7 @@ def test_row_path_takes_any_strides(cfg, shape, layout, monkeypatch, row_calls):
 
 
 def _spied_copy(name: str, dtype: torch.dtype, monkeypatch) -> list:
-    """Records each launch of the CPU layout-copy kernel ``name`` for ``dtype``."""
+    """Records each launch of the CPU kernel ``name`` for ``dtype`` (of :func:`correlation_kernels`)."""
     from corr_taichi._runtime import TAICHI_DTYPES, ensure_runtime
     ensure_runtime(torch.device("cpu"))
     kernels = _op._kernels.correlation_kernels(TAICHI_DTYPES[dtype])
@@ -142,15 +142,17 @@ def _spied_copy(name: str, dtype: torch.dtype, monkeypatch) -> list:
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("shape", [(2, 1, 3, 16), (1, 16, 2, 32), (2, 17, 3, 48), (1, 40, 1, 16)])
-def test_channel_vector_layout_of_nchw_rows(shape, dtype, monkeypatch):
-    """NCHW rows of whole vectors go to the channel-vector layout through a Taichi kernel (16 x 16 blocks
-    transposed in registers, channels zero-padded): the same values as permuting and padding."""
-    calls = _spied_copy("to_channel_vectors", dtype, monkeypatch)
+@pytest.mark.parametrize("shape,by_kernel", [((2, 1, 3, 16), True), ((1, 16, 2, 32), True), ((2, 17, 3, 48), True),
+                                             ((1, 40, 1, 16), True), ((1, 5, 4, 12), True), ((1, 3, 3, 5), False)])
+def test_channel_vector_layout_of_nchw_inputs(shape, by_kernel, dtype, monkeypatch):
+    """NCHW inputs whose planes (H x W) are whole vectors go to the channel-vector layout through the
+    Taichi transpose (16 x 16 blocks transposed in registers, channels zero-padded), others through a
+    torch copy: the same values as permuting and padding."""
+    calls = _spied_copy("transpose", dtype, monkeypatch)
     x = randn(*shape, dtype=dtype, seed=shape[1])
     padded = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, -shape[1] % 16))
     want = padded.permute(0, 2, 3, 1).reshape(shape[0], shape[2], shape[3], -1, 16)
-    assert torch.equal(_op._cpu_layout(x), want) and calls == [1]
+    assert torch.equal(_op._cpu_layout(x), want) and calls == ([1] if by_kernel else [])
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -158,8 +160,8 @@ def test_channel_vector_layout_of_nchw_rows(shape, dtype, monkeypatch):
                                              ((2, 5, 12), False)])
 def test_pixel_major_output_gradient(shape, by_kernel, dtype, monkeypatch):
     """The channel-vector gradient kernels read the output gradient (B, P, N) as (B, N, P) rows padded to
-    whole vectors: a Taichi kernel where N is whole vectors, a torch copy otherwise; the same values."""
-    calls = _spied_copy("to_pixel_major", dtype, monkeypatch)
+    whole vectors: the Taichi transpose where N is whole vectors, a torch copy otherwise; the same values."""
+    calls = _spied_copy("transpose", dtype, monkeypatch)
     grad = randn(*shape, dtype=dtype, seed=shape[1])
     want = torch.nn.functional.pad(grad.transpose(1, 2), (0, -shape[1] % 16)).reshape(-1)
     assert torch.equal(_op._pixel_major(grad), want) and calls == ([1] if by_kernel else [])

@@ -7,8 +7,8 @@ ndarrays of ``LANES``-vectors.  The output is ``(B, PH, PW, oH, oW)``.  The geom
 struct of runtime ints, so a kernel is compiled once per dtype (the gradient kernels once per dtype
 and chunk size), never per shape or parameter set.  The gradient kernels read the same tensors in
 chunks of up to ``GROUPS`` channel vectors, one ``vectors x LANES`` matrix each
-(:func:`gradient_kernels`).  NCHW inputs and the output gradient reach these layouts through Taichi
-copy kernels (:func:`correlation_kernels`) where their rows are whole vectors.
+(:func:`gradient_kernels`).  NCHW inputs and the output gradient reach these layouts through one Taichi
+transpose (:func:`correlation_kernels`) where their planes are whole vectors.
 
 Speed comes from three ideas:
 
@@ -51,8 +51,6 @@ GROUPS = 16
 #: level 2, kernel 3 and 1-column patches would lose, and keep one pass).
 ROWS_PER_PASS = 8
 MIN_PASS_WORK = 1024
-
-
 
 #: bytes of the widest SIMD register (AVX-512): the alignment that aligned vector loads need.
 VECTOR_ALIGNMENT = 64
@@ -261,40 +259,25 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                     p += T
 
     @ti.kernel
-    def to_channel_vectors(x: vectors, out: vectors, channels: ti.i32):
-        """``out[b, y, x, k][l] = input[b, k * LANES + l, y, x]`` (zero for channels past ``channels``):
-        the kernels' layout of an NCHW input whose rows are whole vectors, read as ``x`` of shape
-        ``(B, C, H, W / LANES)``; ``LANES`` x ``LANES`` blocks transposed in registers.  A Taichi kernel
-        rather than a torch copy: torch's OpenMP threads keep spinning for milliseconds after each
-        parallel copy, and a Taichi kernel launched in that time shares the cores with them."""
-        for b, y in ti.ndrange(x.shape[0], x.shape[2]):
-            for u, k in ti.ndrange(x.shape[3], out.shape[3]):
-                block = ti.Matrix.zero(dtype, LANES, LANES)
-                for lane in ti.static(range(LANES)):
-                    if k * LANES + lane < channels:
-                        block[lane, :] = x[b, k * LANES + lane, y, u]
-                columns = block.transpose()
-                for j in ti.static(range(LANES)):
-                    out[b, y, u * LANES + j, k] = columns[j, :]
-
-    @ti.kernel
-    def to_pixel_major(grad: ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=3), out: vectors):
-        """``out[b, n // LANES, n % LANES, k][l] = grad_out[b, k * LANES + l, n]`` (zero past the last
-        displacement): the output gradient ``(B, P, N)`` (``N`` output pixels, ``P`` displacements), read
-        as ``grad`` of shape ``(B, P, N / LANES)``, transposed to the rows of :func:`_pixel_major` in
-        ``LANES`` x ``LANES`` blocks.  A Taichi kernel for the reason given in
-        :func:`to_channel_vectors`."""
-        for b, u in ti.ndrange(grad.shape[0], grad.shape[2]):
+    def transpose(x: ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=3), out: vectors):
+        """``out[b, n // LANES, n % LANES, k][l] = t[b, k * LANES + l, n]`` (zero past ``t``'s ``M`` rows): the
+        ``(B, M, N)`` -> ``(B, N, M')`` transpose of ``t`` (read as ``x`` of shape ``(B, M, N / LANES)``,
+        ``M'`` = ``M`` rounded up to whole vectors) in ``LANES`` x ``LANES`` blocks transposed in registers.
+        Both CPU layouts are such a transpose: an NCHW input's ``(B, C, H * W)`` to channel vectors, the
+        output gradient's ``(B, P, oH * oW)`` to pixel-major rows.  A Taichi kernel rather than a torch
+        copy: torch's OpenMP threads keep spinning for milliseconds after each parallel copy, and a
+        Taichi kernel launched in that time shares the cores with them."""
+        for b, u in ti.ndrange(x.shape[0], x.shape[2]):
             for k in range(out.shape[3]):
                 block = ti.Matrix.zero(dtype, LANES, LANES)
                 for lane in ti.static(range(LANES)):
-                    if k * LANES + lane < grad.shape[1]:
-                        block[lane, :] = grad[b, k * LANES + lane, u]
+                    if k * LANES + lane < x.shape[1]:
+                        block[lane, :] = x[b, k * LANES + lane, u]
                 columns = block.transpose()
                 for j in ti.static(range(LANES)):
                     out[b, u, j, k] = columns[j, :]
 
-    return SimpleNamespace(forward=forward, to_channel_vectors=to_channel_vectors, to_pixel_major=to_pixel_major)
+    return SimpleNamespace(forward=forward, transpose=transpose)
 
 
 def chunk_vectors(groups: int) -> int:

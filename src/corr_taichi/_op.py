@@ -44,15 +44,28 @@ def _cpu_layout(t: Tensor) -> Tensor:
     if (groups * _kernels.LANES == channels and view.dtype == _COMPUTE[t.dtype] and view.is_contiguous()
             and _kernels.vector_aligned(view)):
         return view.view(batch, height, width, groups, _kernels.LANES)
-    out = torch.empty((batch, height, width, groups, _kernels.LANES), dtype=_COMPUTE[t.dtype], device=t.device)
-    if (t.dtype == out.dtype and t.is_contiguous() and width % _kernels.LANES == 0
-            and _kernels.vector_aligned(t)):  # the common NCHW case: rows of whole vectors
-        rows = t.view(batch, channels, height, width // _kernels.LANES, _kernels.LANES)
-        _kernels.correlation_kernels(_TAICHI[out.dtype]).to_channel_vectors(rows, out, channels)
-        return out
-    flat = out.view(batch, height, width, groups * _kernels.LANES)
-    flat[..., :channels].copy_(view)
-    flat[..., channels:].zero_()
+    if t.dtype == _COMPUTE[t.dtype] and t.is_contiguous():  # NCHW: (B, C, H * W) transposed
+        return _transposed(t.view(batch, channels, height * width)).view(batch, height, width, groups, _kernels.LANES)
+    out = torch.empty((batch, height, width, groups * _kernels.LANES), dtype=_COMPUTE[t.dtype], device=t.device)
+    out[..., :channels].copy_(view)
+    out[..., channels:].zero_()
+    return out.view(batch, height, width, groups, _kernels.LANES)
+
+
+def _transposed(t: Tensor) -> Tensor:
+    """``(B, M, N)`` -> contiguous ``(B, N, M')``, ``M'`` = ``M`` rounded up to whole vectors (zeros past
+    ``M``): a Taichi kernel (:func:`._kernels.correlation_kernels`' ``transpose``) where ``N`` is whole
+    vectors, a torch copy otherwise."""
+    batch, rows, columns = t.shape
+    lanes = _kernels.LANES
+    padded = _channel_vectors(rows) * lanes
+    out = torch.empty((batch, columns, padded), dtype=t.dtype, device=t.device)
+    if columns % lanes == 0 and t.is_contiguous() and _kernels.vector_aligned(t):
+        _kernels.correlation_kernels(_TAICHI[t.dtype]).transpose(
+            t.view(batch, rows, columns // lanes, lanes), out.view(batch, columns // lanes, lanes, padded // lanes, lanes))
+    else:
+        out[..., :rows].copy_(t.transpose(1, 2))
+        out[..., rows:].zero_()
     return out
 
 
@@ -286,17 +299,7 @@ def correlation_backward_op(
 def _pixel_major(grad: Tensor) -> Tensor:
     """The output gradient ``(B, P, N)`` (``P`` displacements, ``N`` output pixels) as the CPU gradient
     kernels read it: flattened ``(B, N, P)`` with rows padded to :func:`._kernels.pixel_major_row`."""
-    batch, patches, pixels = grad.shape
-    row = _kernels.pixel_major_row(patches)
-    out = torch.empty((batch, pixels, row), dtype=grad.dtype, device=grad.device)
-    lanes = _kernels.LANES
-    if pixels % lanes == 0 and grad.is_contiguous() and _kernels.vector_aligned(grad):
-        _kernels.correlation_kernels(_TAICHI[grad.dtype]).to_pixel_major(
-            grad.view(batch, patches, pixels // lanes, lanes), out.view(batch, pixels // lanes, lanes, row // lanes, lanes))
-    else:
-        out[..., :patches].copy_(grad.transpose(1, 2))
-        out[..., patches:].zero_()
-    return out.view(-1)
+    return _transposed(grad).view(-1)
 
 
 def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry, scale: float, height: int,
