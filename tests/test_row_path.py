@@ -170,9 +170,11 @@ def test_pixel_major_output_gradient(shape, by_kernel, dtype, monkeypatch):
 @pytest.mark.parametrize("cfg,shape", [
     (dict(patch_size=7, dilation_patch=2), (2, 40, 5, 32)),
     (dict(kernel_size=3, patch_size=5, stride=2, padding=1), (1, 17, 6, 16)),
+    (dict(patch_size=5, dilation_patch=2), (2, 9, 4, 12)),  # planes, not rows, of whole vectors
 ])
-def test_channel_vectors_on_rows_of_whole_vectors(cfg, shape, monkeypatch, row_calls):
-    """End to end on the channel-vector kernels with inputs laid out by the Taichi kernel above."""
+def test_channel_vectors_on_planes_of_whole_vectors(cfg, shape, monkeypatch, row_calls):
+    """End to end on the channel-vector kernels with inputs (and output gradients) laid out by the Taichi
+    transpose above."""
     monkeypatch.setattr(_row_path, "FORCED", False)
     x1 = randn(*shape, seed=21, requires_grad=True)
     x2 = randn(*shape, seed=22, requires_grad=True)

@@ -184,7 +184,7 @@ def estimate_flow(img1: torch.Tensor, img2: torch.Tensor, window: int = 13) -> t
 def _warm_up() -> None:
     """Start Taichi and load the kernels that the timed steps use (compiled, or read from Taichi's
     cache) outside the timings: the row path with window sums, and the channel-vector kernels that
-    the coarse flow search's dilated patch takes, with the copy that lays out rows of whole vectors."""
+    the coarse flow search's dilated patch takes, with the transpose that lays out their inputs."""
     x = torch.zeros(1, 3, 8, 16)
     correlation1d(x, x, 2, kernel_size=3, padding=1)
     correlation(x, x, kernel_size=3, padding=1, patch_size=5, dilation_patch=2)
