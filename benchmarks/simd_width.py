@@ -61,9 +61,7 @@ def child(scalarize: bool) -> None:
     grad = torch.empty_like(x1)
     launch = _op._launch_struct(g)
     kernels = _kernels.correlation_kernels(ti.f32)
-    vectors = _kernels.chunk_vectors(x1.shape[3])
-    gradients = _kernels.gradient_kernels(ti.f32, vectors)
-    chunks = lambda t: t.view(t.shape[:3] + (t.shape[3] // vectors, vectors, t.shape[4]))  # noqa: E731
+    (grad1_kernel, chunks), (grad2_kernel, _) = (_op._kernel_for(name, g, x1, True) for name in ("grad_input1", "grad_input2"))
     kernels.forward(x1, x2, out.view(-1), launch, 1.0, ti.f32)
     widths = collections.Counter()
     for name in os.listdir(workdir):
@@ -72,8 +70,8 @@ def child(scalarize: bool) -> None:
 
     steps = {
         "forward": lambda: kernels.forward(x1, x2, out.view(-1), launch, 1.0, ti.f32),
-        "grad_input1": lambda: gradients.grad_input1(grad_out, chunks(x2), chunks(grad), launch, 1.0, ti.f32),
-        "grad_input2": lambda: gradients.grad_input2(grad_out, chunks(x1), chunks(grad), launch, 1.0, ti.f32),
+        "grad_input1": lambda: grad1_kernel(grad_out, chunks(x2), chunks(grad), launch, 1.0, ti.f32),
+        "grad_input2": lambda: grad2_kernel(grad_out, chunks(x1), chunks(grad), launch, 1.0, ti.f32),
     }
     times = {name: [] for name in steps}
     for k in range(7):

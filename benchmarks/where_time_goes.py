@@ -59,9 +59,7 @@ def steps(name: str) -> dict:
     grad = torch.empty_like(a)
     launch = _op._launch_struct(g)
     kernels = _kernels.correlation_kernels(ti.f32)
-    vectors = _kernels.chunk_vectors(a.shape[3])
-    gradients = _kernels.gradient_kernels(ti.f32, vectors)
-    chunks = lambda t: t.view(t.shape[:3] + (t.shape[3] // vectors, vectors, t.shape[4]))  # noqa: E731
+    (grad1_kernel, chunks), (grad2_kernel, _) = (_op._kernel_for(name, g, a, True) for name in ("grad_input1", "grad_input2"))
     n1, n2 = (x.detach().requires_grad_() for x in (x1, x2))
     l1, l2 = (x.detach().requires_grad_() for x in (c1, c2))
     out_n, out_l = corr_taichi.correlation(n1, n2, **params), corr_taichi.correlation(l1, l2, **params)
@@ -71,8 +69,8 @@ def steps(name: str) -> dict:
         "forward kernel": lambda: kernels.forward(a, b, out.view(-1), launch, 1.0, ti.f32),
         "op NCHW": lambda: corr_taichi.correlation(x1, x2, **params),
         "op channels_last": lambda: corr_taichi.correlation(c1, c2, **params),
-        "grad1 kernel": lambda: gradients.grad_input1(pixel_major, chunks(b), chunks(grad), launch, 1.0, ti.f32),
-        "grad2 kernel": lambda: gradients.grad_input2(pixel_major, chunks(a), chunks(grad), launch, 1.0, ti.f32),
+        "grad1 kernel": lambda: grad1_kernel(pixel_major, chunks(b), chunks(grad), launch, 1.0, ti.f32),
+        "grad2 kernel": lambda: grad2_kernel(pixel_major, chunks(a), chunks(grad), launch, 1.0, ti.f32),
         "backward NCHW": lambda: torch.autograd.grad(out_n, (n1, n2), grad_out, retain_graph=True),
         "backward channels_last": lambda: torch.autograd.grad(out_l, (l1, l2), grad_out, retain_graph=True),
     } | row_steps(g, x1, x2, grad_out), 2.0 * B * g.out_h * g.out_w * g.patch_h * g.patch_w * C
