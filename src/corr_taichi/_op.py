@@ -44,27 +44,23 @@ def _cpu_layout(t: Tensor) -> Tensor:
     if (groups * _kernels.LANES == channels and view.dtype == _COMPUTE[t.dtype] and view.is_contiguous()
             and _kernels.vector_aligned(view)):
         return view.view(batch, height, width, groups, _kernels.LANES)
-    if t.dtype == _COMPUTE[t.dtype] and t.is_contiguous():  # NCHW: (B, C, H * W) transposed
-        return _transposed(t.view(batch, channels, height * width)).view(batch, height, width, groups, _kernels.LANES)
-    out = torch.empty((batch, height, width, groups * _kernels.LANES), dtype=_COMPUTE[t.dtype], device=t.device)
-    out[..., :channels].copy_(view)
-    out[..., channels:].zero_()
-    return out.view(batch, height, width, groups, _kernels.LANES)
+    return _transposed(t, _COMPUTE[t.dtype]).view(batch, height, width, groups, _kernels.LANES)
 
 
-def _transposed(t: Tensor) -> Tensor:
-    """``(B, M, N)`` -> contiguous ``(B, N, M')``, ``M'`` = ``M`` rounded up to whole vectors (zeros past
-    ``M``): a Taichi kernel (:func:`._kernels.correlation_kernels`' ``transpose``) where ``N`` is whole
-    vectors, a torch copy otherwise."""
-    batch, rows, columns = t.shape
-    lanes = _kernels.LANES
+def _transposed(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``(B, M, *S)`` -> contiguous ``(B, *S, M')`` of ``dtype``, ``M'`` = ``M`` rounded up to whole vectors
+    (zeros past ``M``): a Taichi kernel (:func:`._kernels.correlation_kernels`' ``transpose``) for a
+    contiguous ``t`` of ``dtype`` whose planes (``prod(S)`` elements) are whole vectors, a torch copy
+    otherwise."""
+    batch, rows, *plane = t.shape
+    lanes, columns = _kernels.LANES, math.prod(plane)
     padded = _channel_vectors(rows) * lanes
-    out = torch.empty((batch, columns, padded), dtype=t.dtype, device=t.device)
-    if columns % lanes == 0 and t.is_contiguous() and _kernels.vector_aligned(t):
-        _kernels.correlation_kernels(_TAICHI[t.dtype]).transpose(
+    out = torch.empty((batch, *plane, padded), dtype=dtype, device=t.device)
+    if t.dtype == dtype and columns % lanes == 0 and t.is_contiguous() and _kernels.vector_aligned(t):
+        _kernels.correlation_kernels(_TAICHI[dtype]).transpose(
             t.view(batch, rows, columns // lanes, lanes), out.view(batch, columns // lanes, lanes, padded // lanes, lanes))
     else:
-        out[..., :rows].copy_(t.transpose(1, 2))
+        out[..., :rows].copy_(t.movedim(1, -1))
         out[..., rows:].zero_()
     return out
 
@@ -299,7 +295,7 @@ def correlation_backward_op(
 def _pixel_major(grad: Tensor) -> Tensor:
     """The output gradient ``(B, P, N)`` (``P`` displacements, ``N`` output pixels) as the CPU gradient
     kernels read it: flattened ``(B, N, P)`` with rows padded to :func:`._kernels.pixel_major_row`."""
-    return _transposed(grad).view(-1)
+    return _transposed(grad, grad.dtype).view(-1)
 
 
 def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry, scale: float, height: int,
