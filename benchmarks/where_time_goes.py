@@ -22,8 +22,8 @@ The op takes the row path (``_row_path``) for few channels, PWC level 2 among th
 configurations its steps are timed too:
 
 * ``rows: padded input2``: the zero-padded copy of input2 that the forward reads (input1 is read as it
-  is when its rows fill whole vectors); the backward makes one of each input, channels padded to even.
-* ``rows: skewed grad``: the backward's skewed copy of the output gradient (for input2's gradient).
+  is when its rows fill whole vectors); the backward makes one of each input, channels padded to whole
+  blocks of the gradient kernels (all three copies are Taichi kernels where rows are whole vectors).
 * ``rows: forward kernel`` / ``rows: grad1 kernel`` / ``rows: grad2 kernel``: the row path's Taichi
   kernels alone, on inputs already padded.
 """
@@ -84,25 +84,22 @@ def row_steps(g, x1, x2, grad_out) -> dict:
     layout = _row_path.RowLayout.of(g, H, W)
     channels = _row_path._padded_channels(C)
     a, b = layout.padded_input1(x1, g, torch.float32), layout.padded_input2(x2, torch.float32)
-    a2 = layout.padded_input1(x1, g, torch.float32, margin=layout.last, channels=channels)
+    a2 = layout.padded_input1(x1, g, torch.float32, channels=channels, gradient=True)
     b2 = layout.padded_input2(x2, torch.float32, channels)
-    skewed = layout.skewed_output_grad(grad_out, g)
+    weights = layout.padded_output_grad(grad_out, g)
     out = torch.empty(g.output_shape(B)[:-1] + (layout.out_vectors * 16,))
     grad1 = torch.empty(B, channels, H, layout.out_vectors * 16)
     grad2 = torch.empty(B, channels, H, layout.grad2_vectors * 16)
     kernels = _row_path._kernels_for(torch.float32)
-    rows, flat, struct = _row_path._rows, _row_path._flat, _row_path._struct
+    rows, struct = _row_path._rows, _row_path._struct(g, layout.lead, layout.step)
+    slots = min(16, g.patch_w)
     return {
         "rows: padded input2": lambda: layout.padded_input2(x2, torch.float32),
-        "rows: skewed grad": lambda: layout.skewed_output_grad(grad_out, g),
-        "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), struct(g, layout.lead, layout.step), 1.0,
-                                                        ti.f32),
-        "rows: grad1 kernel": lambda: kernels.gradient(
-            rows(layout.padded_output_grad(grad_out, g)), flat(b2), flat(grad1), B, channels, H, layout.x2_vectors,
-            layout.out_vectors, struct(g, layout.lead, layout.step), False, 1.0, ti.f32),
-        "rows: grad2 kernel": lambda: kernels.gradient(
-            rows(skewed), flat(a2), flat(grad2), B, channels, H, layout.x1_vectors(layout.last),
-            layout.grad2_vectors, struct(g, layout.last - layout.lead, -layout.step), True, 1.0, ti.f32),
+        "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), struct, 1.0, ti.f32),
+        "rows: grad1 kernel": lambda: kernels.grad_input1(rows(weights), rows(b2), rows(grad1), struct, 1.0, ti.f32,
+                                                          slots),
+        "rows: grad2 kernel": lambda: kernels.grad_input2(rows(weights), rows(a2), rows(grad2), struct,
+                                                          layout.x1_margin, 1.0, ti.f32, slots),
     }
 
 
@@ -125,7 +122,7 @@ def main() -> None:
         for step, ts in times.items():
             med = statistics.median(ts)
             work = flops if "kernel" in step or step.startswith("op") else 2 * flops
-            copy = step in ("relayout", "pixel-major grad", "rows: padded input2", "rows: skewed grad")
+            copy = step in ("relayout", "pixel-major grad", "rows: padded input2")
             rate_txt = "" if copy else f"  {work / med / 1e6:6.1f} GFLOP/s"
             print(f"  {step:<26}{med:8.1f}{rate_txt}")
 

@@ -24,8 +24,8 @@ from types import SimpleNamespace
 from ._kernels import LANES, _output_index
 from ._runtime import ti
 
-#: the gradient kernel steps over channels in pairs (the padded copies round the count up).
-CHANNEL_TILE = 2
+#: the gradient kernels sum this many channels at a time (the padded copies round the count up).
+CHANNEL_BLOCK = 16
 
 RowGeometry = ti.types.struct(
     stride_h=ti.i32, origin_h=ti.i32, patch_h=ti.i32, patch_dilation_h=ti.i32, first_h=ti.i32,
@@ -75,12 +75,72 @@ def _store_windows(out: ti.template(), acc: ti.template(), b, ph, h, v, k, s_lo,
             out[b, ph, (k * LANES + slot - g.lead) * g.step, h, v] = acc[slot, :] * s
 
 
+@ti.func
+def _slot_weights(weights: ti.template(), b, ph, h, v, k, g: ti.template(), slots: ti.template(),
+                  acc_t: ti.template()):
+    """``slots`` vectors: for each slot of window ``k``, ``weights[b, ph, pw, h, v]`` of the displacement
+    ``pw`` that starts there; zero where there is no such displacement (in a window after the first) or
+    ``v`` is outside the rows (a clamped load and a select, not a branch per slot)."""
+    w = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(slots))]
+    inside = 0 <= v < weights.shape[4]
+    u = ti.min(ti.max(v, 0), weights.shape[4] - 1)
+    for slot in ti.static(range(slots)):
+        pw = (k * LANES + slot - g.lead) * g.step
+        if 0 <= pw < g.patch_w:
+            w[slot] = ti.select(inside, weights[b, ph, pw, h, u], ti.Vector.zero(acc_t, LANES))
+    return w
+
+
+@ti.func
+def _input1_block(weights: ti.template(), x2p: ti.template(), target: ti.template(), b, c, y, v, g: ti.template(),
+                  s, slots: ti.template(), acc_t: ti.template()):
+    """``target[b, c + i, y, v]`` for the ``CHANNEL_BLOCK`` channels from ``c`` (see ``grad_input1``)."""
+    height = target.shape[2]
+    h = _output_index(y, g.origin_h, 0, 1, g.stride_h, g.out_h)
+    k_lo, k_hi = _windows(g)
+    acc = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(CHANNEL_BLOCK))]
+    for ph in range(g.patch_h):
+        y2 = y + g.first_h + ph * g.patch_dilation_h
+        if h >= 0 and 0 <= y2 < height:
+            for k in range(k_lo, k_hi):
+                w = _slot_weights(weights, b, ph, h, v, k, g, slots, acc_t)
+                for i in ti.static(range(CHANNEL_BLOCK)):
+                    lo, hi = x2p[b, c + i, y2, v + k], x2p[b, c + i, y2, v + k + 1]
+                    for slot in ti.static(range(slots)):
+                        acc[i] += w[slot] * _window(lo, hi, slot)
+    for i in ti.static(range(CHANNEL_BLOCK)):
+        target[b, c + i, y, v] = acc[i] * s
+
+
+@ti.func
+def _input2_block(weights: ti.template(), x1p: ti.template(), target: ti.template(), b, c, y, v, g: ti.template(),
+                  margin, s, slots: ti.template(), acc_t: ti.template()):
+    """``target[b, c + i, y, v]`` for the ``CHANNEL_BLOCK`` channels from ``c`` (see ``grad_input2``)."""
+    height = target.shape[2]
+    k_lo, k_hi = _windows(g)
+    acc = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(CHANNEL_BLOCK))]
+    for ph in range(g.patch_h):
+        y1 = y - g.first_h - ph * g.patch_dilation_h
+        h = _output_index(y1, g.origin_h, 0, 1, g.stride_h, g.out_h)
+        if 0 <= y1 < height and h >= 0:
+            for k in range(k_lo, k_hi):
+                j = v - k  # the pair is output vectors j - 1 and j
+                w_lo = _slot_weights(weights, b, ph, h, j - 1, k, g, slots, acc_t)
+                w_hi = _slot_weights(weights, b, ph, h, j, k, g, slots, acc_t)
+                w = [_window(w_lo[slot], w_hi[slot], LANES - slot) for slot in ti.static(range(slots))]
+                for i in ti.static(range(CHANNEL_BLOCK)):
+                    lo, hi = x1p[b, c + i, y1, margin + j - 1], x1p[b, c + i, y1, margin + j]
+                    for slot in ti.static(range(slots)):
+                        acc[i] += w[slot] * _window(lo, hi, LANES - slot)
+    for i in ti.static(range(CHANNEL_BLOCK)):
+        target[b, c + i, y, v] = acc[i] * s
+
+
 @functools.cache
 def row_kernels(dtype) -> SimpleNamespace:
     """The row path's forward and gradient kernels for inputs of Taichi scalar type ``dtype``."""
     rows = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
     planes = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=5)
-    flat = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=1)
 
     @ti.kernel
     def forward(x1: rows, x2: rows, out: planes, g: RowGeometry, scale: ti.f64, acc_t: ti.template()):
@@ -139,54 +199,64 @@ def row_kernels(dtype) -> SimpleNamespace:
                         _store_windows(out, acc_b, b, p + 1, hb, v, k, s_lo, s_hi, g, s)
 
     @ti.kernel
-    def gradient(weights: planes, partner: flat, target: flat, batch: ti.i32, channels: ti.i32, height: ti.i32,
-                 partner_vectors: ti.i32, target_vectors: ti.i32, g: RowGeometry, target_is_input2: ti.template(),
-                 scale: ti.f64, acc_t: ti.template()):
-        """``target[b, c, Y, v] = scale * sum_{ph, pw} weights[b, ph, pw, h, v] * partner[b, c, Y', starting
-        at LANES * v + lead + step * pw]`` over the patch rows whose output row ``h`` and partner row ``Y'``
-        exist for target row ``Y``: input1's gradient (partner input2, the output gradient as weights)
-        or, with ``target_is_input2``, input2's (partner input1, weights the output gradient skewed so
-        that displacement ``pw``'s rows start ``step * pw`` columns later).
+    def grad_input1(weights: planes, x2p: rows, target: rows, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),
+                    slots: ti.template()):
+        """Input1's gradient in output columns: ``target[b, c, y, v] = scale * sum_{ph, pw} weights[b, ph, pw, h,
+        v] * x2p[b, c, y2, starting at LANES * v + lead + step * pw]`` (``weights`` the output gradient, ``h``
+        the output row of input1 row ``y``, ``y2`` its partner row in patch row ``ph``).  ``slots``: the
+        displacements of a window, ``min(LANES, patch_w)`` (windows start at whole vectors, so only the
+        last may be partly empty).
 
-        ``partner`` and ``target`` are flattened ``(B, C, H, V)`` rows (``channels`` even): flat indices
-        stepped by a channel plane keep the loop cheap, since every ndarray store makes LLVM reload
-        every ndarray's shape.  One task per target row, one patch row at a time (its rows stay in L1
-        cache), adding into the target; two channels per step, each summed in two halves, so that
-        four independent chains of multiply-adds overlap."""
+        One task per target vector; ``CHANNEL_BLOCK`` channels at a time, each summed in its own register
+        over the whole patch, so that a patch row's weights, loaded once, serve the block."""
         s = ti.cast(scale, acc_t)
-        partner_plane, target_plane = height * partner_vectors, height * target_vectors
-        for b, y in ti.ndrange(batch, height):
-            for c, v in ti.ndrange(channels, target_vectors):
-                target[(b * channels + c) * target_plane + y * target_vectors + v] = ti.Vector.zero(acc_t, LANES)
-            k_lo, k_hi = _windows(g)
-            for ph in range(g.patch_h):
-                y1 = y  # the input1 row, and the partner's row
-                y_partner = y + g.first_h + ph * g.patch_dilation_h
-                if ti.static(target_is_input2):
-                    y1 = y - g.first_h - ph * g.patch_dilation_h
-                    y_partner = y1
-                h = _output_index(y1, g.origin_h, 0, 1, g.stride_h, g.out_h)
-                if 0 <= y1 < height and 0 <= y_partner < height and h >= 0:
-                    for v, k in ti.ndrange(target_vectors, (k_lo, k_hi)):
-                        s_lo, s_hi = _slots(g, k)
-                        weight = ti.Matrix.zero(acc_t, LANES, LANES)  # one row per displacement of the window
-                        for slot in ti.static(range(LANES)):
-                            if s_lo <= slot < s_hi:
-                                weight[slot, :] = weights[b, ph, (k * LANES + slot - g.lead) * g.step, h, v] * s
-                        p = b * channels * partner_plane + y_partner * partner_vectors + v + k  # [b, 0, y', v + k]
-                        t = b * channels * target_plane + y * target_vectors + v  # [b, 0, y, v]
-                        for _ in range(channels // 2):
-                            lo, hi = partner[p], partner[p + 1]
-                            lo2, hi2 = partner[p + partner_plane], partner[p + partner_plane + 1]
-                            total = ti.Matrix.zero(acc_t, 2, LANES)
-                            total2 = ti.Matrix.zero(acc_t, 2, LANES)
-                            for slot in ti.static(range(LANES)):
-                                if s_lo <= slot < s_hi:  # one displacement: a multiply-add per channel
-                                    total[slot % 2, :] += weight[slot, :] * _window(lo, hi, slot)
-                                    total2[slot % 2, :] += weight[slot, :] * _window(lo2, hi2, slot)
-                            target[t] = target[t] + (total[0, :] + total[1, :])
-                            target[t + target_plane] = target[t + target_plane] + (total2[0, :] + total2[1, :])
-                            p += 2 * partner_plane
-                            t += 2 * target_plane
+        for b, y, v in ti.ndrange(target.shape[0], target.shape[2], target.shape[3]):
+            for block in range(target.shape[1] // CHANNEL_BLOCK):
+                _input1_block(weights, x2p, target, b, block * CHANNEL_BLOCK, y, v, g, s, slots, acc_t)
 
-    return SimpleNamespace(forward=forward, gradient=gradient)
+    @ti.kernel
+    def grad_input2(weights: planes, x1p: rows, target: rows, g: RowGeometry, margin: ti.i32, scale: ti.f64,
+                    acc_t: ti.template(), slots: ti.template()):
+        """Input2's gradient in ``x2p``'s columns: ``target[b, c, Y, X] = scale * sum_{ph, pw} weights[b, ph, pw,
+        h, w] * input1[b, c, y1, w + origin_w]`` with ``w = X - lead - step * pw`` (``y1`` the input1 row of
+        patch row ``ph``, ``h`` its output row; ``x1p`` holds output column ``w`` at ``LANES * margin + w``,
+        with zeros around; ``slots`` as in ``grad_input1``).
+
+        Target vector ``V`` of window ``k``'s slot ``slot`` reads output columns ``LANES * (V - k) - slot``
+        on, which straddle vectors ``V - k - 1`` and ``V - k``: both the weights and input1 are cut from
+        such pairs, the weights once per patch row and block of channels."""
+        s = ti.cast(scale, acc_t)
+        for b, y, v in ti.ndrange(target.shape[0], target.shape[2], target.shape[3]):
+            for block in range(target.shape[1] // CHANNEL_BLOCK):
+                _input2_block(weights, x1p, target, b, block * CHANNEL_BLOCK, y, v, g, margin, s, slots, acc_t)
+
+    @ti.kernel
+    def shifted_rows(x: rows, out: rows, shift: ti.i32, lo: ti.i32, hi: ti.i32):
+        """``out[b, c, y, X] = x[b, c, y, X + shift]`` for ``lo <= X < hi`` and ``x``'s channels, zero elsewhere:
+        the padded copies, each output vector cut from two of ``x``'s.  A Taichi kernel rather than a torch
+        copy, for the reason given at :func:`._kernels.correlation_kernels`' ``transpose``."""
+        q = shift // LANES
+        r = shift - q * LANES
+        for b, c, y in ti.ndrange(out.shape[0], out.shape[1], out.shape[2]):
+            for j in range(out.shape[3]):
+                lo_v, hi_v = ti.Vector.zero(dtype, LANES), ti.Vector.zero(dtype, LANES)
+                if c < x.shape[1] and 0 <= j + q < x.shape[3]:
+                    lo_v = x[b, c, y, j + q]
+                if c < x.shape[1] and 0 <= j + q + 1 < x.shape[3]:
+                    hi_v = x[b, c, y, j + q + 1]
+                value = lo_v
+                for shifted in ti.static(range(1, LANES)):
+                    if r == shifted:
+                        value = _window(lo_v, hi_v, shifted)
+                start = j * LANES
+                if lo <= start and start + LANES <= hi:
+                    out[b, c, y, j] = value
+                else:  # a vector at either end: lane by lane (a vector select with a lane mask miscompiles)
+                    masked = ti.Vector.zero(dtype, LANES)
+                    for lane in ti.static(range(LANES)):
+                        if lo <= start + lane < hi:
+                            masked[lane] = value[lane]
+                    out[b, c, y, j] = masked
+
+    return SimpleNamespace(forward=forward, grad_input1=grad_input1, grad_input2=grad_input2,
+                           shifted_rows=shifted_rows)

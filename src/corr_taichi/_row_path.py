@@ -38,8 +38,8 @@ def _vectors(columns: int) -> int:
 
 
 def _padded_channels(channels: int) -> int:
-    """Channels rounded up to whole tiles of the gradient kernel (the extra ones are zeros)."""
-    tile = _row_kernels.CHANNEL_TILE
+    """Channels rounded up to whole blocks of the gradient kernels (the extra ones are zeros)."""
+    tile = _row_kernels.CHANNEL_BLOCK
     return -(-channels // tile) * tile
 
 
@@ -54,7 +54,7 @@ def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backw
                                         or g.patch_w < MIN_PATCH_W_BACKWARD):
         return False
     layout = RowLayout.of(g, height, width)
-    row = max(layout.x1_vectors(layout.last), layout.x2_vectors, layout.grad2_vectors) * LANES
+    row = max(layout.out_vectors, layout.x2_vectors, layout.grad2_vectors) * LANES
     largest = max(_padded_channels(channels) * height * row, g.patch_h * g.patch_w * g.out_h * row)
     return batch * largest <= 2**31 - 1  # Taichi indexes ndarrays with 32-bit ints
 
@@ -68,10 +68,11 @@ class RowLayout:
       patch row's starts run from ``first`` to ``last = first + patch_w - 1``; ``first`` is a whole
       number of vectors, so they fill as few windows as possible.  Input2's gradient is computed in
       these columns too, ``grad2_vectors`` wide.
-    * ``x1p[margin + w] = input1[w + origin_w]`` (zero where that column is outside the image or
-      ``w`` outside the output).  The forward reads it at whole vectors, with no margin; input2's
-      gradient reads it up to ``last = first + patch_w - 1`` columns to the left of a target
-      column, with a margin of ``last`` so that those starts begin at a whole vector.
+    * ``x1p[w] = input1[w + origin_w]`` (zero where that column is outside the image or ``w`` outside
+      the output), ``out_vectors`` wide: the forward reads it at whole vectors.
+    * Input2's gradient reads pairs of input1 vectors as far as ``last // LANES + 1`` vectors left of a
+      target vector and ``first // LANES`` right of it; it reads ``x1p`` with ``x1_margin`` zero vectors
+      on the left, ``x1_grad_vectors`` wide in all, so that every such pair lies inside.
     """
 
     out_w: int
@@ -99,24 +100,27 @@ class RowLayout:
         x2_vectors = max(out_vectors + last // LANES + 1, _vectors(x2_lead + width))
         return cls(g.out_w, out_vectors, step, lead, first, last, x2_lead, x2_vectors, grad2_vectors)
 
-    def x1_vectors(self, margin: int) -> int:
-        """Width of ``x1p`` with ``margin``: the forward's (none) or input2's gradient's (``last``)."""
-        if margin == 0:
-            return self.out_vectors
-        return max(_vectors(margin + self.out_w), self.grad2_vectors + (margin - self.first) // LANES + 1)
+    @property
+    def x1_margin(self) -> int:
+        return self.last // LANES + 1
 
-    def padded_input1(self, x1: Tensor, g: Geometry, dtype: torch.dtype, margin: int = 0,
-                      channels: int | None = None) -> Tensor:
-        """``x1p`` with ``margin`` and ``channels`` channels (the extra ones zero; default: as many as
-        ``x1`` has); ``x1`` itself, not a copy, where it already is ``x1p``."""
+    @property
+    def x1_grad_vectors(self) -> int:
+        return self.x1_margin + max(self.out_vectors, self.grad2_vectors - self.first // LANES)
+
+    def padded_input1(self, x1: Tensor, g: Geometry, dtype: torch.dtype, channels: int | None = None,
+                      gradient: bool = False) -> Tensor:
+        """``x1p`` with ``channels`` channels (the extra ones zero; default: as many as ``x1`` has); ``x1``
+        itself, not a copy, where it already is ``x1p``."""
         lo, hi = _inside_input1(g, x1.shape[3])
-        columns = self.x1_vectors(margin) * LANES
-        return _padded(x1[..., lo + g.origin_w:hi + g.origin_w], dtype, margin + lo, columns - margin - hi, channels)
+        margin, vectors = (self.x1_margin, self.x1_grad_vectors) if gradient else (0, self.out_vectors)
+        shift = margin * LANES
+        return _shifted(x1, dtype, g.origin_w - shift, lo + shift, hi + shift, vectors * LANES, channels)
 
     def padded_input2(self, x2: Tensor, dtype: torch.dtype, channels: int | None = None) -> Tensor:
         """``x2p`` with ``channels`` channels (as :meth:`padded_input1`)."""
-        width = x2.shape[3]
-        return _padded(x2, dtype, self.x2_lead, self.x2_vectors * LANES - self.x2_lead - width, channels)
+        lead = self.x2_lead
+        return _shifted(x2, dtype, -lead, lead, lead + x2.shape[3], self.x2_vectors * LANES, channels)
 
     def padded_output_grad(self, grad_out: Tensor, g: Geometry) -> Tensor:
         """The output gradient with rows of whole vectors (zeros beyond ``out_w``)."""
@@ -126,19 +130,6 @@ class RowLayout:
         out[..., :g.out_w] = grad_out
         return out
 
-    def skewed_output_grad(self, grad_out: Tensor, g: Geometry) -> Tensor:
-        """``G[b, ph, pw, h, lead + step * pw + w] = grad_out[b, ph, pw, h, w]``, zero elsewhere: the output
-        gradient in input2's padded columns, so input2's gradient reads it at whole-vector offsets."""
-        batch, patch_h, patch_w, out_h, out_w = grad_out.shape
-        row = self.grad2_vectors * LANES
-        skewed = grad_out.new_zeros((batch, patch_h, patch_w, out_h, row))
-        # one strided view in which each displacement's rows start one column later (or earlier) than
-        # the last's
-        strides = (patch_h * patch_w * out_h * row, patch_w * out_h * row, out_h * row + self.step, row, 1)
-        view = skewed.as_strided((batch, patch_h, patch_w, out_h, out_w), strides, self.lead)
-        view.copy_(grad_out)
-        return skewed
-
 
 def _inside_input1(g: Geometry, width: int) -> tuple[int, int]:
     """``[lo, hi)``: the output columns whose input1 column lies inside the image."""
@@ -146,20 +137,27 @@ def _inside_input1(g: Geometry, width: int) -> tuple[int, int]:
     return lo, max(lo, min(g.out_w, width - g.origin_w))
 
 
-def _padded(x: Tensor, dtype: torch.dtype, left: int, right: int, channels: int | None) -> Tensor:
-    """Contiguous ``x`` of ``dtype`` with ``left`` and ``right`` zero columns and zero channels up to
-    ``channels``, starting at a whole vector: one pass over the memory (none where nothing changes)."""
-    extra = 0 if channels is None else channels - x.shape[1]
-    x = x.to(dtype)
-    if left or right or extra:
-        x = torch.nn.functional.pad(x, (left, right, 0, 0, 0, extra))  # keeps a channels_last layout
-    x = x.contiguous()
-    return x if _kernels.vector_aligned(x) else x.clone()
-
-
-def _flat(t: Tensor) -> Tensor:
-    """``t`` (..., V * LANES) as a flat ndarray of vectors."""
-    return t.view(-1, LANES)
+def _shifted(x: Tensor, dtype: torch.dtype, shift: int, lo: int, hi: int, columns: int, channels: int | None
+             ) -> Tensor:
+    """Contiguous ``out`` of ``dtype`` with ``channels`` channels (default: ``x``'s) of ``columns`` columns,
+    starting at a whole vector: ``out[:, c, :, X] = x[:, c, :, X + shift]`` for ``lo <= X < hi`` and ``x``'s
+    channels, zero elsewhere.  The padded copies of the inputs, and the gradients cut from the kernels'
+    padded rows.  ``x`` itself where that is ``out``; else one pass over the memory, a Taichi kernel where
+    both ``x``'s and ``out``'s rows are whole vectors."""
+    channels = x.shape[1] if channels is None else channels
+    width = x.shape[3]
+    same_layout = x.dtype == dtype and x.is_contiguous() and _kernels.vector_aligned(x)
+    if same_layout and (shift, lo, hi, columns, channels) == (0, 0, width, width, x.shape[1]):
+        return x
+    out = x.new_empty((x.shape[0], channels, x.shape[2], columns), dtype=dtype)
+    if same_layout and width % LANES == 0 and columns % LANES == 0:
+        _kernels_for(dtype).shifted_rows(_rows(x), _rows(out), shift, lo, hi)
+        return out
+    out.zero_()
+    kept = min(channels, x.shape[1])
+    if lo < hi:
+        out[:, :kept, :, lo:hi] = x[:, :kept, :, lo + shift:hi + shift]
+    return out
 
 
 def _struct(g: Geometry, lead: int, step: int):
@@ -202,29 +200,22 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
     dtype = grad_out.dtype
     kernels, taichi_dtype = _kernels_for(dtype), TAICHI_DTYPES[dtype]
     padded = _padded_channels(channels)
+    weights = _rows(layout.padded_output_grad(grad_out, g))
+    geometry = _struct(g, layout.lead, layout.step)
+    slots = min(LANES, g.patch_w)  # a window's displacements (the gradient kernels are compiled per count)
     grad1 = grad2 = None
     if need1:
         # computed in output columns: target column w is input1 column w + origin_w
         target = grad_out.new_empty((batch, padded, height, layout.out_vectors * LANES))
         x2p = layout.padded_input2(x2, dtype, padded)
-        kernels.gradient(_rows(layout.padded_output_grad(grad_out, g)), _flat(x2p), _flat(target), batch, padded,
-                         height, layout.x2_vectors, layout.out_vectors, _struct(g, layout.lead, layout.step), False,
-                         scale, taichi_dtype)
-        lo, hi = _inside_input1(g, width)
-        if (lo, hi) == (0, width):  # every column of input1 is an output column (so origin_w is 0)
-            grad1 = target[:, :channels, :, :width]
-        else:
-            grad1 = grad_out.new_zeros((batch, channels, height, width))
-            if lo < hi:
-                grad1[..., lo + g.origin_w:hi + g.origin_w] = target[:, :channels, :, lo:hi]
+        kernels.grad_input1(weights, _rows(x2p), _rows(target), geometry, scale, taichi_dtype, slots)
+        lo, hi = _inside_input1(g, width)  # input1 column x is output column x - origin_w
+        grad1 = _shifted(target, dtype, -g.origin_w, lo + g.origin_w, hi + g.origin_w, width, channels)
     if need2:
-        # computed in input2's padded columns; displacement pw's partner of target column X is
-        # input1's padded column (margin last) last + X - lead - step * pw
+        # computed in input2's padded columns
         target = grad_out.new_empty((batch, padded, height, layout.grad2_vectors * LANES))
-        x1p = layout.padded_input1(x1, g, dtype, margin=layout.last, channels=padded)
-        kernels.gradient(_rows(layout.skewed_output_grad(grad_out, g)), _flat(x1p), _flat(target), batch, padded,
-                         height, layout.x1_vectors(layout.last), layout.grad2_vectors,
-                         _struct(g, layout.last - layout.lead, -layout.step), True, scale, taichi_dtype)
-        grad2 = target[:, :channels, :, layout.x2_lead:layout.x2_lead + width]
+        x1p = layout.padded_input1(x1, g, dtype, channels=padded, gradient=True)
+        kernels.grad_input2(weights, _rows(x1p), _rows(target), geometry, layout.x1_margin, scale, taichi_dtype,
+                            slots)
+        grad2 = _shifted(target, dtype, layout.x2_lead, 0, width, width, channels)
     return grad1, grad2
-
