@@ -114,9 +114,10 @@ def _input1_block(weights: ti.template(), x2p: ti.template(), target: ti.templat
 
 @ti.func
 def _input2_block(weights: ti.template(), x1p: ti.template(), target: ti.template(), b, c, y, v, g: ti.template(),
-                  margin, s, slots: ti.template(), acc_t: ti.template()):
-    """``target[b, c + i, y, v]`` for the ``CHANNEL_BLOCK`` channels from ``c`` (see ``grad_input2``)."""
-    height = target.shape[2]
+                  s, slots: ti.template(), acc_t: ti.template()):
+    """``target[b, c + i, y, v]`` for the ``CHANNEL_BLOCK`` channels from ``c`` (see ``grad_input2``).  Vectors
+    of a pair outside ``x1p``'s rows are zeros: a clamped load and a select (no branch, and no padded copy)."""
+    height, width = target.shape[2], x1p.shape[3]
     k_lo, k_hi = _windows(g)
     acc = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(CHANNEL_BLOCK))]
     for ph in range(g.patch_h):
@@ -128,8 +129,11 @@ def _input2_block(weights: ti.template(), x1p: ti.template(), target: ti.templat
                 w_lo = _slot_weights(weights, b, ph, h, j - 1, k, g, slots, acc_t)
                 w_hi = _slot_weights(weights, b, ph, h, j, k, g, slots, acc_t)
                 w = [_window(w_lo[slot], w_hi[slot], LANES - slot) for slot in ti.static(range(slots))]
+                lo_ok, hi_ok = 0 <= j - 1 < width, 0 <= j < width
+                j_lo, j_hi = ti.min(ti.max(j - 1, 0), width - 1), ti.min(ti.max(j, 0), width - 1)
                 for i in ti.static(range(CHANNEL_BLOCK)):
-                    lo, hi = x1p[b, c + i, y1, margin + j - 1], x1p[b, c + i, y1, margin + j]
+                    lo = ti.select(lo_ok, x1p[b, c + i, y1, j_lo], ti.Vector.zero(acc_t, LANES))
+                    hi = ti.select(hi_ok, x1p[b, c + i, y1, j_hi], ti.Vector.zero(acc_t, LANES))
                     for slot in ti.static(range(slots)):
                         acc[i] += w[slot] * _window(lo, hi, LANES - slot)
     for i in ti.static(range(CHANNEL_BLOCK)):
@@ -215,12 +219,11 @@ def row_kernels(dtype) -> SimpleNamespace:
                 _input1_block(weights, x2p, target, b, block * CHANNEL_BLOCK, y, v, g, s, slots, acc_t)
 
     @ti.kernel
-    def grad_input2(weights: planes, x1p: rows, target: rows, g: RowGeometry, margin: ti.i32, scale: ti.f64,
-                    acc_t: ti.template(), slots: ti.template()):
+    def grad_input2(weights: planes, x1p: rows, target: rows, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),
+                    slots: ti.template()):
         """Input2's gradient in ``x2p``'s columns: ``target[b, c, Y, X] = scale * sum_{ph, pw} weights[b, ph, pw,
-        h, w] * input1[b, c, y1, w + origin_w]`` with ``w = X - lead - step * pw`` (``y1`` the input1 row of
-        patch row ``ph``, ``h`` its output row; ``x1p`` holds output column ``w`` at ``LANES * margin + w``,
-        with zeros around; ``slots`` as in ``grad_input1``).
+        h, w] * x1p[b, c, y1, w]`` with ``w = X - lead - step * pw`` (``x1p`` in output columns, ``y1`` the
+        input1 row of patch row ``ph``, ``h`` its output row; ``slots`` as in ``grad_input1``).
 
         Target vector ``V`` of window ``k``'s slot ``slot`` reads output columns ``LANES * (V - k) - slot``
         on, which straddle vectors ``V - k - 1`` and ``V - k``: both the weights and input1 are cut from
@@ -228,7 +231,7 @@ def row_kernels(dtype) -> SimpleNamespace:
         s = ti.cast(scale, acc_t)
         for b, y, v in ti.ndrange(target.shape[0], target.shape[2], target.shape[3]):
             for block in range(target.shape[1] // CHANNEL_BLOCK):
-                _input2_block(weights, x1p, target, b, block * CHANNEL_BLOCK, y, v, g, margin, s, slots, acc_t)
+                _input2_block(weights, x1p, target, b, block * CHANNEL_BLOCK, y, v, g, s, slots, acc_t)
 
     @ti.kernel
     def shifted_rows(x: rows, out: rows, shift: ti.i32, lo: ti.i32, hi: ti.i32):

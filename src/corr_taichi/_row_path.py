@@ -69,10 +69,7 @@ class RowLayout:
       number of vectors, so they fill as few windows as possible.  Input2's gradient is computed in
       these columns too, ``grad2_vectors`` wide.
     * ``x1p[w] = input1[w + origin_w]`` (zero where that column is outside the image or ``w`` outside
-      the output), ``out_vectors`` wide: the forward reads it at whole vectors.
-    * Input2's gradient reads pairs of input1 vectors as far as ``last // LANES + 1`` vectors left of a
-      target vector and ``first // LANES`` right of it; it reads ``x1p`` with ``x1_margin`` zero vectors
-      on the left, ``x1_grad_vectors`` wide in all, so that every such pair lies inside.
+      the output), ``out_vectors`` wide: the forward and input2's gradient read it at whole vectors.
     """
 
     out_w: int
@@ -100,22 +97,11 @@ class RowLayout:
         x2_vectors = max(out_vectors + last // LANES + 1, _vectors(x2_lead + width))
         return cls(g.out_w, out_vectors, step, lead, first, last, x2_lead, x2_vectors, grad2_vectors)
 
-    @property
-    def x1_margin(self) -> int:
-        return self.last // LANES + 1
-
-    @property
-    def x1_grad_vectors(self) -> int:
-        return self.x1_margin + max(self.out_vectors, self.grad2_vectors - self.first // LANES)
-
-    def padded_input1(self, x1: Tensor, g: Geometry, dtype: torch.dtype, channels: int | None = None,
-                      gradient: bool = False) -> Tensor:
+    def padded_input1(self, x1: Tensor, g: Geometry, dtype: torch.dtype, channels: int | None = None) -> Tensor:
         """``x1p`` with ``channels`` channels (the extra ones zero; default: as many as ``x1`` has); ``x1``
         itself, not a copy, where it already is ``x1p``."""
         lo, hi = _inside_input1(g, x1.shape[3])
-        margin, vectors = (self.x1_margin, self.x1_grad_vectors) if gradient else (0, self.out_vectors)
-        shift = margin * LANES
-        return _shifted(x1, dtype, g.origin_w - shift, lo + shift, hi + shift, vectors * LANES, channels)
+        return _shifted(x1, dtype, g.origin_w, lo, hi, self.out_vectors * LANES, channels)
 
     def padded_input2(self, x2: Tensor, dtype: torch.dtype, channels: int | None = None) -> Tensor:
         """``x2p`` with ``channels`` channels (as :meth:`padded_input1`)."""
@@ -214,8 +200,7 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
     if need2:
         # computed in input2's padded columns
         target = grad_out.new_empty((batch, padded, height, layout.grad2_vectors * LANES))
-        x1p = layout.padded_input1(x1, g, dtype, channels=padded, gradient=True)
-        kernels.grad_input2(weights, _rows(x1p), _rows(target), geometry, layout.x1_margin, scale, taichi_dtype,
-                            slots)
+        x1p = layout.padded_input1(x1, g, dtype, channels=padded)
+        kernels.grad_input2(weights, _rows(x1p), _rows(target), geometry, scale, taichi_dtype, slots)
         grad2 = _shifted(target, dtype, layout.x2_lead, 0, width, width, channels)
     return grad1, grad2
