@@ -25,7 +25,7 @@ from ._kernels import LANES, _output_index
 from ._runtime import ti
 
 #: the gradient kernels sum this many channels at a time (the padded copies round the count up).
-CHANNEL_BLOCK = 16
+CHANNEL_BLOCK = 8
 
 RowGeometry = ti.types.struct(
     stride_h=ti.i32, origin_h=ti.i32, patch_h=ti.i32, patch_dilation_h=ti.i32, first_h=ti.i32,
