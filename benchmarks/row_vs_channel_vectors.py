@@ -23,6 +23,8 @@ CASES = {
     "pwc2 patch 9x1": ((4, 32, 96, 128), dict(patch_size=(9, 1))),
     "pwc2 C=64": ((4, 64, 96, 128), dict(patch_size=9)),
     "pwc2 C=128": ((4, 128, 96, 128), dict(patch_size=9)),
+    "C=192 patch 9": ((4, 192, 24, 32), dict(patch_size=9)),  # PWC-Net's top level has 196 channels
+    "C=256 patch 9": ((4, 256, 48, 64), dict(patch_size=9)),
     "kernel3": CONFIGS["kernel3"],  # C = 64, per-pixel products at stride 2
     "C=64 patch 2": ((4, 64, 48, 64), dict(patch_size=2)),
     "row": CONFIGS["row"],  # C = 128, patch 1 x 41

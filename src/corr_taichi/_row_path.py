@@ -23,11 +23,10 @@ from ._runtime import TAICHI_DTYPES
 LANES = _kernels.LANES
 
 #: the row path serves inputs of up to this many channels; its backward, fewer channels and patches
-#: of several rows of at least ``MIN_PATCH_W_BACKWARD`` displacements.  Beyond, the channel-vector
-#: kernels are as fast or faster (``benchmarks/row_vs_channel_vectors.py``).
-MAX_CHANNELS = 128
-MAX_CHANNELS_BACKWARD = 64
-MIN_PATCH_W_BACKWARD = 3
+#: of several rows.  Beyond, the channel-vector kernels are as fast or faster
+#: (``benchmarks/row_vs_channel_vectors.py``).
+MAX_CHANNELS = 256
+MAX_CHANNELS_BACKWARD = 128
 #: ``True`` or ``False`` overrides the rule above (tests run each geometry on both CPU paths).
 FORCED: bool | None = None
 
@@ -50,8 +49,7 @@ def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backw
         return False
     if FORCED is None and channels > MAX_CHANNELS:
         return False
-    if FORCED is None and backward and (channels > MAX_CHANNELS_BACKWARD or g.patch_h == 1
-                                        or g.patch_w < MIN_PATCH_W_BACKWARD):
+    if FORCED is None and backward and (channels > MAX_CHANNELS_BACKWARD or g.patch_h == 1):
         return False
     layout = RowLayout.of(g, height, width)
     row = max(layout.out_vectors, layout.x2_vectors, layout.grad2_vectors) * LANES
