@@ -128,6 +128,7 @@ def _shifted(x: Tensor, dtype: torch.dtype, shift: int, lo: int, hi: int, column
     channels, zero elsewhere.  The padded copies of the inputs, and the gradients cut from the kernels'
     padded rows.  ``x`` itself where that is ``out``; else one pass over the memory, a Taichi kernel where
     both ``x``'s and ``out``'s rows are whole vectors."""
+    x = _nchw(x, dtype)
     channels = x.shape[1] if channels is None else channels
     width = x.shape[3]
     same_layout = x.dtype == dtype and x.is_contiguous() and _kernels.vector_aligned(x)
@@ -142,6 +143,18 @@ def _shifted(x: Tensor, dtype: torch.dtype, shift: int, lo: int, hi: int, column
     if lo < hi:
         out[:, :kept, :, lo:hi] = x[:, :kept, :, lo + shift:hi + shift]
     return out
+
+
+def _nchw(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """A channels_last ``x`` (whose planes are whole vectors) as NCHW rows, transposed by the CPU
+    kernels' Taichi transpose rather than by a torch copy (see :func:`_shifted`); ``x`` itself
+    otherwise."""
+    batch, channels, height, width = x.shape
+    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last) or (height * width) % LANES:
+        return x
+    from ._op import _transposed  # (_op imports this module)
+
+    return _transposed(x.permute(0, 2, 3, 1).reshape(batch, height * width, channels), dtype).view(x.shape)
 
 
 def _struct(g: Geometry, lead: int, step: int):
