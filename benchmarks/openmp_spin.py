@@ -1,7 +1,7 @@
 """A Taichi kernel launched right after a parallel torch operation is slower: torch's OpenMP threads
 keep spinning for a while after each parallel region (libgomp's default wait policy) and share the
 two cores with Taichi's threads.  This is why the op makes its CPU copies with Taichi kernels where it
-can (``_op._cpu_layout``, ``_op._pixel_major``).
+can (``_op._cpu_layout``, ``_op._pixel_major``, the row path's ``_row_path._shifted``).
 
 Run: ``python benchmarks/openmp_spin.py`` (output in benchmarks/openmp-spin.txt).  For the forward
 kernel of FlowNetC (channel vectors) and of PWC level 2 (row path), on inputs already laid out, the

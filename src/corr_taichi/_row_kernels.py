@@ -11,11 +11,18 @@ vector is cut from two aligned neighbours, ``lo`` and ``hi``, by :func:`_window`
 shift: one lane shuffle.  The ``LANES`` shifts of one pair of aligned loads are the slots of a tile
 (unrolled, each slot its own accumulator), which covers up to ``LANES`` displacements of a patch row.
 
+The gradient kernels take one target vector per task and keep a block of ``CHANNEL_BLOCK`` channels'
+sums in registers over the whole patch, so that each patch row's weights (the output gradient), loaded
+once, serve the block.  Accumulators and weights are Python lists of Taichi vectors: a small Taichi
+matrix (4 x 16, 9 x 16) reaches LLVM as one wide vector, which it partly scalarises, and 16 x 16 ones
+compile slowly.
+
 Layouts (made by :mod:`._row_path`): NCHW rows padded with zeros to whole vectors, as ``(B, C, H,
 V)`` ndarrays of ``LANES``-vectors; the output ``(B, PH, PW, oH, V)``.  Only a single kernel tap,
 column stride 1 and patch dilation 1 or -1 along the row are handled (several taps go through per-pixel
 products and :func:`._kernels.window_sum`).  The row geometry is a struct of runtime ints, so each
-kernel is compiled once per dtype.
+kernel is compiled once per dtype, the gradient kernels also once per displacement count of a window
+(``min(LANES, patch_w)``: windows start at whole vectors, so that count is each slot loop's length).
 """
 
 import functools
