@@ -329,6 +329,27 @@ def test_row_layout_padding_is_zero_outside_the_image():
     assert x1p.eq(0).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("width", [32, 20], ids=["taichi", "torch"])  # rows of whole vectors: the Taichi copy
+@pytest.mark.parametrize("shift,lo,hi,columns,channels", [
+    (-4, 4, 36, 48, 3), (-4, 7, 31, 48, 5), (3, 0, 13, 16, 3), (19, 2, 9, 16, 2), (-21, 21, 40, 64, 3),
+])
+def test_shifted_copy(shift, lo, hi, columns, channels, width, dtype):
+    """``out[:, c, :, X] = x[:, c, :, X + shift]`` for ``lo <= X < hi`` and ``x``'s channels, zero elsewhere,
+    also where ``[lo, hi)`` cuts inside ``x``'s row (then the end vectors are masked lane by lane)."""
+    from corr_taichi._runtime import ensure_runtime
+    ensure_runtime(torch.device("cpu"))
+    x = randn(2, 3, 4, width, dtype=dtype, seed=21)
+    hi = min(hi, width - shift)
+    out = _row_path._shifted(x, dtype, shift, lo, hi, columns, channels)
+    want = torch.zeros(2, channels, 4, columns, dtype=dtype)
+    kept = min(3, channels)
+    for column in range(lo, hi):
+        want[:, :kept, :, column] = x[:, :kept, :, column + shift]
+    assert out.shape == want.shape and out.is_contiguous()
+    assert torch.equal(out, want)
+
+
 def test_forced_channel_vectors_never_take_the_row_path(monkeypatch):
     monkeypatch.setattr(_row_path, "FORCED", False)
     g = _geometry.sampler_geometry(96, 128, patch_size=9)
