@@ -247,6 +247,9 @@ def row_kernels(dtype) -> SimpleNamespace:
         copy, for the reason given at :func:`._kernels.correlation_kernels`' ``transpose``."""
         q = shift // LANES
         r = shift - q * LANES
+        # where [lo, hi) is x's own row moved by the shift, the columns outside it come from vectors
+        # outside x, which load as zeros: no lane needs masking
+        exact = lo + shift <= 0 and hi + shift >= x.shape[3] * LANES
         for b, c, y in ti.ndrange(out.shape[0], out.shape[1], out.shape[2]):
             for j in range(out.shape[3]):
                 lo_v, hi_v = ti.Vector.zero(dtype, LANES), ti.Vector.zero(dtype, LANES)
@@ -259,7 +262,7 @@ def row_kernels(dtype) -> SimpleNamespace:
                     if r == shifted:
                         value = _window(lo_v, hi_v, shifted)
                 start = j * LANES
-                if lo <= start and start + LANES <= hi:
+                if exact or (lo <= start and start + LANES <= hi):
                     out[b, c, y, j] = value
                 else:  # a vector at either end: lane by lane (a vector select with a lane mask miscompiles)
                     masked = ti.Vector.zero(dtype, LANES)
