@@ -128,7 +128,7 @@ def _shifted(x: Tensor, dtype: torch.dtype, shift: int, lo: int, hi: int, column
     channels, zero elsewhere.  The padded copies of the inputs, and the gradients cut from the kernels'
     padded rows.  ``x`` itself where that is ``out``; else one pass over the memory, a Taichi kernel where
     both ``x``'s and ``out``'s rows are whole vectors."""
-    x = _nchw(x, dtype)
+    x = _nchw_rows(x, dtype)
     channels = x.shape[1] if channels is None else channels
     width = x.shape[3]
     same_layout = x.dtype == dtype and x.is_contiguous() and _kernels.vector_aligned(x)
@@ -145,7 +145,7 @@ def _shifted(x: Tensor, dtype: torch.dtype, shift: int, lo: int, hi: int, column
     return out
 
 
-def _nchw(x: Tensor, dtype: torch.dtype) -> Tensor:
+def _nchw_rows(x: Tensor, dtype: torch.dtype) -> Tensor:
     """A channels_last ``x`` (whose planes are whole vectors) as NCHW rows, transposed by the CPU
     kernels' Taichi transpose rather than by a torch copy (see :func:`_shifted`); ``x`` itself
     otherwise."""
