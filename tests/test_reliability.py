@@ -45,6 +45,9 @@ def _compiled_instances():
         for vectors in (1, 2, 4, 8, 16):  # the gradient kernels, per chunk of channel vectors
             gradients = _kernels.gradient_kernels(dtype, vectors)
             kernels += [gradients.grad_input1, gradients.grad_input2]
+        for vectors in (1, 2, 4):  # the pixel-tiled ones, per chunk (which sets the tile)
+            tiled = _kernels.tiled_gradient_kernels(dtype, *_kernels.tile_shape(vectors))
+            kernels += [tiled.grad_input1, tiled.grad_input2]
         rows = _row_kernels.row_kernels(dtype)
         kernels += [rows.forward, rows.grad_input1, rows.grad_input2]
     return sum(len(k._primal.compiled_kernels) for k in kernels)
@@ -61,13 +64,15 @@ def _many_calls(offset):
 
 
 def test_kernel_instances_do_not_grow_with_shapes_or_parameters():
-    """Taichi compiles per dtype (and a few layout variants), never per shape or parameter set; the row
-    path's two gradient kernels also per displacement count of a window, 1 to 16 (earlier tests in this
-    process may have compiled any of those)."""
+    """Taichi compiles per dtype (and a few layout variants), never per shape or parameter set; the
+    pixel-tiled gradient kernels also per chunk size (3), the row path's two gradient kernels per
+    displacement count of a window, 1 to 16 (earlier tests in this process may have compiled any of
+    those)."""
     _many_calls(0)
     settled = _compiled_instances()
-    assert settled <= 15 * 2 + 2 * 2 * 16  # (2 window kernels + 3 correlation kernels + 2 row kernels, of which
-    # the gradient comes in 2 variants) x 2 dtypes, x Taichi's layout variants; + the row gradients' slot counts
+    assert settled <= 15 * 2 + 2 * 2 * 3 + 2 * 2 * 16  # (2 window kernels + 3 correlation kernels + 2 row
+    # kernels, of which the gradient comes in 2 variants) x 2 dtypes, x Taichi's layout variants; + the
+    # pixel-tiled gradients' 3 chunk sizes and the row gradients' slot counts, x 2 kernels x 2 dtypes
     _many_calls(100)
     assert _compiled_instances() == settled
 

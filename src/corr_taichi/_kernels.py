@@ -19,7 +19,12 @@ Speed comes from three ideas:
   itself as a generic x86-64 and vectorises scalar loops only 4 floats wide).
 * Tiles of up to ``TILES[0]`` displacements along a patch row share each loaded ``input1`` vector
   (forward) or each gradient accumulator (backward), so one memory access feeds several
-  multiply-adds; a gradient chunk is one address, so its vectors load at constant offsets.
+  multiply-adds; a gradient chunk is one address, so its vectors load at constant offsets.  For a
+  single kernel tap at column stride 1 (FlowNetC's and PWC-Net's geometry, and the per-pixel
+  products of a kernel window) the backward tiles pixels instead (:func:`tiled_gradient_kernels`):
+  4 or 8 target pixels ``|dp|`` apart meet the same partner pixel at neighbouring displacements, so
+  each partner chunk, loaded once, feeds all of them; chunks of at most 4 vectors keep the tile's
+  accumulators in registers and a band of partner rows in the L2 cache.
 * Along a patch row the displacements whose partner pixel lies inside the image form an interval
   (an arithmetic progression in the strided ``grad_input2`` case): the gradients compute it up front,
   the forward tests the two ends of each tile and only near the image's edges each displacement; no
@@ -412,3 +417,129 @@ def gradient_kernels(dtype, vectors: int) -> SimpleNamespace:
                     grad2[b, y, x, chunk] = acc
 
     return SimpleNamespace(grad_input1=grad_input1, grad_input2=grad_input2)
+
+
+def pixel_tiles(g) -> bool:
+    """Whether the pixel-tiled gradient kernels (:func:`tiled_gradient_kernels`) take geometry ``g``: a
+    single kernel tap and column stride 1 (the per-pixel products of a kernel window included)."""
+    return (g.kernel_h, g.kernel_w, g.stride_w) == (1, 1, 1)
+
+
+def tile_shape(groups: int) -> tuple[int, int]:
+    """``(vectors, pixels)`` of the pixel-tiled gradient kernels for pixels of ``groups`` channel vectors:
+    chunks of 4, 2 or 1 vectors (the largest that divides ``groups``), and tiles of 4 pixels with 4-vector
+    chunks, 8 with smaller ones (measured: FlowNetC, PWC-Net level 2 and 48- and 160-channel shapes)."""
+    vectors = 4 if groups % 4 == 0 else 2 if groups % 2 == 0 else 1
+    return vectors, 4 if vectors == 4 else 8
+
+
+@ti.func
+def _pixel_tile(grad_out: ti.template(), partner: ti.template(), target: ti.template(), g: ti.template(), b, y,
+                chunk, first, V: ti.template(), P: ti.template(), mirror: ti.template(), s, acc_t: ti.template()):
+    """One chunk of the input gradient at the ``P`` target pixels ``first + i * |dp|`` of row ``y`` (``dp``
+    the patch dilation along the row); input1's gradient, or input2's where ``mirror``.
+
+    Order a patch row's displacements by their column offset, ``lowest + u * |dp|`` for ``u < patch_w``.
+    Target pixel ``i`` meets, at ascending displacement ``u``, partner column ``j = u + i`` of the tile's
+    columns (input1's gradient: ``start + j * |dp|``, input2's columns), or ``j = u - i + P - 1``
+    (input2's gradient: input1's columns, right to left).  So each partner chunk, loaded once, feeds
+    every target pixel, and each pixel's weight (the output gradient) is one scalar: for input1's
+    gradient in its own pixel's row, for input2's in the partner's row, at consecutive displacements.
+    Columns ``P - 1 <= j < patch_w`` feed all ``P`` pixels; those at either end feed some."""
+    height, width = partner.shape[1], partner.shape[2]
+    dp = g.patch_dilation_w
+    step = ti.abs(dp)
+    lowest = g.first_w + ti.min(0, (g.patch_w - 1) * dp)
+    w_first, w_sign = 0, 1  # output gradient index of ascending displacement u: w_first + w_sign * u
+    if dp < 0:
+        w_first, w_sign = g.patch_w - 1, -1
+    row = (g.patch_h * g.patch_w + LANES - 1) // LANES * LANES  # of the pixel-major output gradient
+    count = g.patch_w + P - 1
+    start, col_step = first + lowest, step
+    if ti.static(mirror):
+        start, col_step = first - lowest + (P - 1) * step, -step
+    lo, hi = _inside(start, col_step, width, count)
+    h_own = _output_index(y, g.origin_h, 0, 1, g.stride_h, g.out_h)
+    w_own = first - g.origin_w  # input1's gradient: the targets' output columns must all exist
+    own = True
+    if ti.static(not mirror):
+        own = h_own >= 0 and w_own >= 0 and w_own + (P - 1) * step < g.out_w
+    if ti.static(mirror):  # input2's gradient: so must the partners'
+        lo2, hi2 = _inside(start - g.origin_w, col_step, g.out_w, count)
+        lo, hi = ti.max(lo, lo2), ti.min(hi, hi2)
+    acc = [ti.Matrix.zero(acc_t, V, LANES) for _ in ti.static(range(P))]
+    for ph in range(g.patch_h):
+        yp, h = y + g.first_h + ph * g.patch_dilation_h, h_own
+        if ti.static(mirror):
+            yp = y - g.first_h - ph * g.patch_dilation_h
+            h = _output_index(yp, g.origin_h, 0, 1, g.stride_h, g.out_h)
+        if own and h >= 0 and 0 <= yp < height:
+            for j in range(lo, hi):
+                col = start + j * col_step
+                value = partner[b, yp, col, chunk]
+                # target pixel i's weight: grad_out[base + i * per_pixel]
+                base, per_pixel = 0, 0
+                if ti.static(mirror):  # consecutive displacements of the partner's row
+                    base = ((b * g.out_h + h) * g.out_w + col - g.origin_w) * row + ph * g.patch_w + w_first + \
+                        w_sign * (j - P + 1)
+                    per_pixel = w_sign
+                else:  # displacement u = j - i of pixel i's row
+                    base = ((b * g.out_h + h) * g.out_w + w_own) * row + ph * g.patch_w + w_first + w_sign * j
+                    per_pixel = step * row - w_sign
+                if P - 1 <= j < g.patch_w:
+                    for i in ti.static(range(P)):
+                        acc[i] += ti.cast(grad_out[base + i * per_pixel], acc_t) * value
+                else:
+                    for i in ti.static(range(P)):
+                        u = j - i
+                        if ti.static(mirror):
+                            u = j - P + 1 + i
+                        if 0 <= u < g.patch_w:
+                            acc[i] += ti.cast(grad_out[base + i * per_pixel], acc_t) * value
+    for i in ti.static(range(P)):
+        target[b, y, first + i * step, chunk] = acc[i] * s
+
+
+@functools.cache
+def tiled_gradient_kernels(dtype, vectors: int, pixels: int) -> SimpleNamespace:
+    """The pixel-tiled gradient kernels (geometries of :func:`pixel_tiles`) for inputs of Taichi scalar
+    type ``dtype`` read in chunks of ``vectors`` channel vectors, ``pixels`` target pixels per tile
+    (:func:`tile_shape`); arguments as :func:`gradient_kernels`' kernels.  One task per target row; a
+    row's pixels are tiled ``|dp|`` apart (one phase after another), with single pixels where a phase
+    ends and where input1's gradient has pixels without an output column."""
+    chunks = ti.types.ndarray(dtype=ti.types.matrix(vectors, LANES, dtype), ndim=4)
+
+    def kernel(mirror: bool):
+        def gradient(grad_out: ti.types.ndarray(ndim=1), partner: chunks, target: chunks, g: GeometryStruct,
+                     scale: ti.f64, acc_t: ti.template()):
+            s = ti.cast(scale, acc_t)
+            step = ti.abs(g.patch_dilation_w)
+            width = target.shape[2]
+            for b, y in ti.ndrange(target.shape[0], target.shape[1]):
+                for chunk in range(target.shape[3]):
+                    for phase in range(ti.min(step, width)):
+                        n = (width - phase + step - 1) // step  # the phase's pixels: phase + t * step
+                        t = 0
+                        while t + pixels <= n:
+                            first = phase + t * step
+                            w = first - g.origin_w
+                            whole = True
+                            if ti.static(not mirror):
+                                whole = 0 <= w and w + (pixels - 1) * step < g.out_w
+                            if whole:
+                                _pixel_tile(grad_out, partner, target, g, b, y, chunk, first, vectors, pixels, mirror,
+                                            s, acc_t)
+                            else:  # some pixel without an output column: one at a time
+                                for i in range(pixels):
+                                    _pixel_tile(grad_out, partner, target, g, b, y, chunk, first + i * step, vectors,
+                                                1, mirror, s, acc_t)
+                            t += pixels
+                        while t < n:
+                            _pixel_tile(grad_out, partner, target, g, b, y, chunk, phase + t * step, vectors, 1,
+                                        mirror, s, acc_t)
+                            t += 1
+
+        gradient.__name__ = gradient.__qualname__ = "grad_input2" if mirror else "grad_input1"
+        return ti.kernel(gradient)
+
+    return SimpleNamespace(grad_input1=kernel(False), grad_input2=kernel(True))

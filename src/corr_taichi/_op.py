@@ -190,9 +190,13 @@ def _kernel_for(name: str, g: Geometry, partner: Tensor, cpu_kernels: bool):
     channel vectors) or NCHW tensors (the GPU kernels, tiled where the geometry allows)."""
     if cpu_kernels and name == "forward":
         return _kernels.correlation_kernels(_TAICHI[partner.dtype]).forward, lambda t: t
-    if cpu_kernels:
+    if cpu_kernels and _kernels.pixel_tiles(g):
+        vectors, pixels = _kernels.tile_shape(partner.shape[3])
+        kernels = _kernels.tiled_gradient_kernels(_TAICHI[partner.dtype], vectors, pixels)
+    elif cpu_kernels:
         vectors = _kernels.chunk_vectors(partner.shape[3])
         kernels = _kernels.gradient_kernels(_TAICHI[partner.dtype], vectors)
+    if cpu_kernels:
         return getattr(kernels, name), lambda t: t.view(t.shape[:3] + (t.shape[3] // vectors, vectors, t.shape[4]))
     variant = "tiled" if _gpu_kernels.tiled(g, *partner.shape) else "simple"
     return getattr(_gpu_kernels, f"{name}_{variant}"), lambda t: t
