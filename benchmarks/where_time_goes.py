@@ -22,8 +22,8 @@ The op takes the row path (``_row_path``) for few channels, PWC level 2 among th
 configurations its steps are timed too:
 
 * ``rows: padded input2``: the zero-padded copy of input2 that the forward and input1's gradient read
-  (input1 is read as it is when its rows fill whole vectors; the backward pads channels to whole blocks
-  of the gradient kernels).  A Taichi kernel where rows are whole vectors, as is the copy that cuts
+  (input1 is read as it is when its rows fill whole vectors; for input1's gradient the backward pads
+  channels to whole blocks of its kernel).  A Taichi kernel where rows are whole vectors, as is the copy that cuts
   input2's gradient from its padded rows.
 * ``rows: forward kernel`` / ``rows: grad1 kernel`` / ``rows: grad2 kernel``: the row path's Taichi
   kernels alone, on inputs already padded.
@@ -85,12 +85,11 @@ def row_steps(g, x1, x2, grad_out) -> dict:
     layout = _row_path.RowLayout.of(g, H, W)
     channels = _row_path._padded_channels(C)
     a, b = layout.padded_input1(x1, g, torch.float32), layout.padded_input2(x2, torch.float32)
-    a2 = layout.padded_input1(x1, g, torch.float32, channels=channels)
     b2 = layout.padded_input2(x2, torch.float32, channels)
     weights = layout.padded_output_grad(grad_out, g)
     out = torch.empty(g.output_shape(B)[:-1] + (layout.out_vectors * 16,))
     grad1 = torch.empty(B, channels, H, layout.out_vectors * 16)
-    grad2 = torch.empty(B, channels, H, layout.grad2_vectors * 16)
+    grad2 = torch.empty(B, C, H, layout.grad2_vectors * 16)
     kernels = _row_path._kernels_for(torch.float32)
     rows, struct = _row_path._rows, _row_path._struct(g, layout.lead, layout.step)
     slots = min(16, g.patch_w)
@@ -99,7 +98,7 @@ def row_steps(g, x1, x2, grad_out) -> dict:
         "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), struct, 1.0, ti.f32),
         "rows: grad1 kernel": lambda: kernels.grad_input1(rows(weights), rows(b2), rows(grad1), struct, 1.0, ti.f32,
                                                           slots),
-        "rows: grad2 kernel": lambda: kernels.grad_input2(rows(weights), rows(a2), rows(grad2), struct, 1.0, ti.f32,
+        "rows: grad2 kernel": lambda: kernels.grad_input2(rows(weights), rows(a), rows(grad2), struct, 1.0, ti.f32,
                                                           slots),
     }
 

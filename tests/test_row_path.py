@@ -319,11 +319,11 @@ def test_row_layout_padding_is_zero_outside_the_image():
     torch.testing.assert_close(x2p[:, :3, :, layout.x2_lead:layout.x2_lead + 20], x)
     x2p[:, :3, :, layout.x2_lead:layout.x2_lead + 20] = 0
     assert x2p.eq(0).all()
-    x1p = layout.padded_input1(x, g, torch.float64, channels=8)
-    assert x1p.shape[1] == 8 and x1p.shape[-1] == layout.out_vectors * _row_path.LANES
+    x1p = layout.padded_input1(x, g, torch.float64)
+    assert x1p.shape[1] == 3 and x1p.shape[-1] == layout.out_vectors * _row_path.LANES
     columns = torch.arange(g.out_w) + g.origin_w  # input1 column of each output column
     inside = (columns >= 0) & (columns < 20)
-    placed = x1p[:, :3, :, :g.out_w]
+    placed = x1p[..., :g.out_w]
     torch.testing.assert_close(placed[..., inside], x[..., columns[inside]])
     placed[..., inside] = 0
     assert x1p.eq(0).all()

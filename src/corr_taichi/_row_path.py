@@ -37,7 +37,7 @@ def _vectors(columns: int) -> int:
 
 
 def _padded_channels(channels: int) -> int:
-    """Channels rounded up to whole blocks of the gradient kernels (the extra ones are zeros)."""
+    """Channels rounded up to whole blocks of ``grad_input1`` (the extra ones are zeros)."""
     tile = _row_kernels.CHANNEL_BLOCK
     return -(-channels // tile) * tile
 
@@ -95,14 +95,14 @@ class RowLayout:
         x2_vectors = max(out_vectors + last // LANES + 1, _vectors(x2_lead + width))
         return cls(g.out_w, out_vectors, step, lead, first, last, x2_lead, x2_vectors, grad2_vectors)
 
-    def padded_input1(self, x1: Tensor, g: Geometry, dtype: torch.dtype, channels: int | None = None) -> Tensor:
-        """``x1p`` with ``channels`` channels (the extra ones zero; default: as many as ``x1`` has); ``x1``
-        itself, not a copy, where it already is ``x1p``."""
+    def padded_input1(self, x1: Tensor, g: Geometry, dtype: torch.dtype) -> Tensor:
+        """``x1p``; ``x1`` itself, not a copy, where it already is ``x1p``."""
         lo, hi = _inside_input1(g, x1.shape[3])
-        return _shifted(x1, dtype, g.origin_w, lo, hi, self.out_vectors * LANES, channels)
+        return _shifted(x1, dtype, g.origin_w, lo, hi, self.out_vectors * LANES, None)
 
     def padded_input2(self, x2: Tensor, dtype: torch.dtype, channels: int | None = None) -> Tensor:
-        """``x2p`` with ``channels`` channels (as :meth:`padded_input1`)."""
+        """``x2p`` with ``channels`` channels (the extra ones zero; default: as many as ``x2`` has); ``x2``
+        itself, not a copy, where it already is ``x2p``."""
         lead = self.x2_lead
         return _shifted(x2, dtype, -lead, lead, lead + x2.shape[3], self.x2_vectors * LANES, channels)
 
@@ -210,8 +210,8 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
         grad1 = _shifted(target, dtype, -g.origin_w, lo + g.origin_w, hi + g.origin_w, width, channels)
     if need2:
         # computed in input2's padded columns
-        target = grad_out.new_empty((batch, padded, height, layout.grad2_vectors * LANES))
-        x1p = layout.padded_input1(x1, g, dtype, channels=padded)
+        target = grad_out.new_empty((batch, channels, height, layout.grad2_vectors * LANES))
+        x1p = layout.padded_input1(x1, g, dtype)
         kernels.grad_input2(weights, _rows(x1p), _rows(target), geometry, scale, taichi_dtype, slots)
         grad2 = _shifted(target, dtype, layout.x2_lead, 0, width, width, channels)
     return grad1, grad2
