@@ -1,14 +1,14 @@
-"""The CPU backward's pixel-tiled gradient kernels (``_kernels.tiled_gradient_kernels``) at their edges,
-against the float64 reference: tiles of 4 and 8 pixels, phases that end in single pixels, patches
-narrower than a tile, right-to-left patches, output columns that miss some input pixels, row strides,
-and channel counts for each chunk size."""
+"""The CPU kernels tiled over pixels (``_pixel_tile_kernels``) at their edges, against the float64
+reference: the forward's 4 x 4 tiles and their fallbacks, the gradients' tiles of 4 and 8 pixels,
+phases that end in single pixels, patches narrower than a tile, right-to-left patches, output columns
+that miss some input pixels, row strides, and channel counts for each chunk size."""
 
 import dataclasses
 
 import pytest
 import torch
 
-from corr_taichi import _kernels, _op, _row_path
+from corr_taichi import _kernels, _op, _pixel_tile_kernels, _row_path
 from corr_taichi._geometry import Geometry
 from corr_taichi._runtime import current_arch_name
 from corr_taichi.reference import correlation_from_geometry
@@ -36,7 +36,7 @@ CASES = [
 
 @pytest.mark.parametrize("channels,height,width,g", CASES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_tiled_gradients_match_reference(channels, height, width, g, dtype, monkeypatch):
+def test_tiled_kernels_match_reference(channels, height, width, g, dtype, monkeypatch):
     ran = []
     kernel_for = _op._kernel_for
 
@@ -56,32 +56,37 @@ def test_tiled_gradients_match_reference(channels, height, width, g, dtype, monk
     grad1, grad2 = torch.autograd.grad(out, (x1, x2), grad_out)
 
     r1, r2 = (x.detach().double().requires_grad_() for x in (x1, x2))
-    expected1, expected2 = torch.autograd.grad(correlation_from_geometry(r1, r2, g, 0.5), (r1, r2), grad_out.double())
+    expected = correlation_from_geometry(r1, r2, g, 0.5)
+    expected1, expected2 = torch.autograd.grad(expected, (r1, r2), grad_out.double())
     tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out.double(), expected, **tol)
     torch.testing.assert_close(grad1.double(), expected1, **tol)
     torch.testing.assert_close(grad2.double(), expected2, **tol)
 
     if current_arch_name() not in ("x64", "arm64"):
         return  # a GPU backend: its own kernels ran
-    vectors, pixels = _kernels.tile_shape(-(-channels // _kernels.LANES))
-    tiled = _kernels.tiled_gradient_kernels(_op._TAICHI[dtype], vectors, pixels)
-    assert ran[1:] == [tiled.grad_input1, tiled.grad_input2]
+    vectors, pixels = _pixel_tile_kernels.tile_shape(-(-channels // _kernels.LANES))
+    tiled = _pixel_tile_kernels.gradient_kernels(_op._TAICHI[dtype], vectors, pixels)
+    forward = (_pixel_tile_kernels.forward_kernel(_op._TAICHI[dtype]) if g.patch_dilation_w > 0
+               else _kernels.correlation_kernels(_op._TAICHI[dtype]).forward)
+    assert ran == [forward, tiled.grad_input1, tiled.grad_input2]
 
 
 def test_tile_shapes():
     """Chunks of 4, 2 or 1 channel vectors (the largest dividing the count), 4 or 8 pixels per tile."""
-    assert [_kernels.tile_shape(groups) for groups in (1, 2, 3, 4, 6, 8, 16)] == [
+    assert [_pixel_tile_kernels.tile_shape(groups) for groups in (1, 2, 3, 4, 6, 8, 16)] == [
         (1, 8), (2, 8), (1, 8), (4, 4), (2, 8), (4, 4), (4, 4)]
 
 
-@pytest.mark.parametrize("change,tiled", [
-    (dict(), True),
-    (dict(stride_h=2), True),
-    (dict(patch_dilation_w=-1), True),
-    (dict(stride_w=2), False),
-    (dict(kernel_w=3), False),
-    (dict(kernel_h=2), False),
+@pytest.mark.parametrize("change,gradients,forward", [
+    (dict(), True, True),
+    (dict(stride_h=2), True, True),
+    (dict(patch_dilation_w=-1), True, False),
+    (dict(stride_w=2), False, False),
+    (dict(kernel_w=3), False, False),
+    (dict(kernel_h=2), False, False),
 ])
-def test_which_geometries_take_pixel_tiles(change, tiled):
+def test_which_geometries_take_pixel_tiles(change, gradients, forward):
     g = dataclasses.replace(_single_tap(8, 8, (3, 3), (1, 1), (-1, -1)), **change)
-    assert _kernels.pixel_tiles(g) is tiled
+    assert _pixel_tile_kernels.takes(g) is gradients
+    assert _pixel_tile_kernels.takes_forward(g) is forward

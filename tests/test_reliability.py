@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import corr_taichi
-from corr_taichi import _kernels, _row_kernels, reference
+from corr_taichi import _kernels, _pixel_tile_kernels, _row_kernels, reference
 from corr_taichi._runtime import ti
 
 
@@ -45,8 +45,9 @@ def _compiled_instances():
         for vectors in (1, 2, 4, 8, 16):  # the gradient kernels, per chunk of channel vectors
             gradients = _kernels.gradient_kernels(dtype, vectors)
             kernels += [gradients.grad_input1, gradients.grad_input2]
-        for vectors in (1, 2, 4):  # the pixel-tiled ones, per chunk (which sets the tile)
-            tiled = _kernels.tiled_gradient_kernels(dtype, *_kernels.tile_shape(vectors))
+        kernels.append(_pixel_tile_kernels.forward_kernel(dtype))
+        for vectors in (1, 2, 4):  # the pixel-tiled gradients, per chunk (which sets the tile)
+            tiled = _pixel_tile_kernels.gradient_kernels(dtype, *_pixel_tile_kernels.tile_shape(vectors))
             kernels += [tiled.grad_input1, tiled.grad_input2]
         rows = _row_kernels.row_kernels(dtype)
         kernels += [rows.forward, rows.grad_input1, rows.grad_input2]
@@ -70,8 +71,8 @@ def test_kernel_instances_do_not_grow_with_shapes_or_parameters():
     those)."""
     _many_calls(0)
     settled = _compiled_instances()
-    assert settled <= 15 * 2 + 2 * 2 * 3 + 2 * 2 * 16  # (2 window kernels + 3 correlation kernels + 2 row
-    # kernels, of which the gradient comes in 2 variants) x 2 dtypes, x Taichi's layout variants; + the
+    assert settled <= 16 * 2 + 2 * 2 * 3 + 2 * 2 * 16  # (2 window kernels + 4 forward and layout kernels + 2
+    # row kernels, of which the gradient comes in 2 variants) x 2 dtypes, x Taichi's layout variants; + the
     # pixel-tiled gradients' 3 chunk sizes and the row gradients' slot counts, x 2 kernels x 2 dtypes
     _many_calls(100)
     assert _compiled_instances() == settled

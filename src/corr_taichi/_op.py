@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from . import _gpu_kernels, _kernels, _row_path
+from . import _gpu_kernels, _kernels, _pixel_tile_kernels, _row_path
 from ._geometry import Geometry
 from ._runtime import TAICHI_DTYPES, current_arch_name, ensure_runtime, ti, usable
 from .reference import correlation_from_geometry
@@ -189,10 +189,12 @@ def _kernel_for(name: str, g: Geometry, partner: Tensor, cpu_kernels: bool):
     call, and how it reads its :func:`_cpu_layout` tensors (the CPU gradient kernels, in chunks of
     channel vectors) or NCHW tensors (the GPU kernels, tiled where the geometry allows)."""
     if cpu_kernels and name == "forward":
+        if _pixel_tile_kernels.takes_forward(g):
+            return _pixel_tile_kernels.forward_kernel(_TAICHI[partner.dtype]), lambda t: t
         return _kernels.correlation_kernels(_TAICHI[partner.dtype]).forward, lambda t: t
-    if cpu_kernels and _kernels.pixel_tiles(g):
-        vectors, pixels = _kernels.tile_shape(partner.shape[3])
-        kernels = _kernels.tiled_gradient_kernels(_TAICHI[partner.dtype], vectors, pixels)
+    if cpu_kernels and _pixel_tile_kernels.takes(g):
+        vectors, pixels = _pixel_tile_kernels.tile_shape(partner.shape[3])
+        kernels = _pixel_tile_kernels.gradient_kernels(_TAICHI[partner.dtype], vectors, pixels)
     elif cpu_kernels:
         vectors = _kernels.chunk_vectors(partner.shape[3])
         kernels = _kernels.gradient_kernels(_TAICHI[partner.dtype], vectors)
