@@ -83,6 +83,7 @@ ROW_CASES = [
     (dict(patch_size=9), (2, 32, 7, 32)),
     (dict(patch_size=(3, 21), padding=(1, 5)), (1, 5, 6, 16)),
     (dict(patch_size=(1, 35)), (1, 3, 3, 16)),  # patch much wider than the image
+    (dict(patch_size=(2, 31)), (1, 3, 4, 32)),  # a second window whose last slot is one past the patch
     (dict(patch_size=5, padding=(0, 20)), (1, 2, 4, 16)),  # output much wider than the image
     (dict(kernel_size=3, patch_size=7, padding=1), (1, 9, 6, 32)),  # per-pixel products
 ]
