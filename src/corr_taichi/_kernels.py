@@ -186,24 +186,39 @@ def window_sum_grad(
     scale: ti.f64,
     acc_t: ti.template(),
 ):
-    """Gradient of :func:`window_sum` (same flat layouts): one task per product row, which adds every
+    """Gradient of :func:`window_sum` (same flat layouts): one task per product row, which sums every
     output of the rows whose window covers it into its own row (no other task writes there, so no
-    atomics)."""
+    atomics).  At column stride 1 each product gathers its windows' outputs and is stored once; at
+    other strides, where finding a product's windows would divide, each output of a window row is added
+    into the products it covers (a store per tap, which costs about three times as much per tap)."""
     s = ti.cast(scale, acc_t)
     for n, y in ti.ndrange(grad_products.shape[0] // (height * width), height):
         base = (n * height + y) * width
-        for x in range(width):
-            grad_products[base + x] = ti.cast(0, acc_t)
-        for i in range(g.kernel_h):
-            h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
-            if h >= 0:
-                row = (n * g.out_h + h) * g.out_w
-                for w in range(g.out_w):
-                    value = grad_out[row + w] * s
-                    for j in range(g.kernel_w):
-                        x = w * g.stride_w + g.origin_w + j * g.dilation_w
-                        if 0 <= x < width:
-                            grad_products[base + x] += value
+        if g.stride_w == 1:
+            for x in range(width):
+                total = ti.cast(0, acc_t)
+                for i in range(g.kernel_h):
+                    h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+                    if h >= 0:
+                        row = (n * g.out_h + h) * g.out_w
+                        for j in range(g.kernel_w):
+                            w = x - g.origin_w - j * g.dilation_w
+                            if 0 <= w < g.out_w:
+                                total += grad_out[row + w]
+                grad_products[base + x] = total * s
+        else:
+            for x in range(width):
+                grad_products[base + x] = ti.cast(0, acc_t)
+            for i in range(g.kernel_h):
+                h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+                if h >= 0:
+                    row = (n * g.out_h + h) * g.out_w
+                    for w in range(g.out_w):
+                        value = grad_out[row + w] * s
+                        for j in range(g.kernel_w):
+                            x = w * g.stride_w + g.origin_w + j * g.dilation_w
+                            if 0 <= x < width:
+                                grad_products[base + x] += value
 
 
 @functools.cache
