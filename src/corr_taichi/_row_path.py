@@ -23,7 +23,7 @@ from ._runtime import TAICHI_DTYPES
 LANES = _kernels.LANES
 
 #: the row path serves inputs of up to this many channels; its backward, fewer channels and patches
-#: of several rows.  Beyond, the channel-vector kernels are as fast or faster
+#: of several rows and columns.  Beyond, the channel-vector kernels are as fast or faster
 #: (``benchmarks/row_vs_channel_vectors.py``).
 MAX_CHANNELS = 256
 MAX_CHANNELS_BACKWARD = 128
@@ -49,7 +49,7 @@ def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backw
         return False
     if FORCED is None and channels > MAX_CHANNELS:
         return False
-    if FORCED is None and backward and (channels > MAX_CHANNELS_BACKWARD or g.patch_h == 1):
+    if FORCED is None and backward and (channels > MAX_CHANNELS_BACKWARD or 1 in (g.patch_h, g.patch_w)):
         return False
     layout = RowLayout.of(g, height, width)
     row = max(layout.out_vectors, layout.x2_vectors, layout.grad2_vectors) * LANES
