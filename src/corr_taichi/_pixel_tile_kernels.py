@@ -192,13 +192,24 @@ def _pixel_tile(grad_out: ti.template(), partner: ti.template(), target: ti.temp
         target[b, y, first + i * step, chunk] = acc[i] * s
 
 
+@ti.func
+def _chunks(grad_out: ti.template(), partner: ti.template(), target: ti.template(), g: ti.template(), b, y, first,
+            V: ti.template(), P: ti.template(), mirror: ti.template(), s, acc_t: ti.template()):
+    """:func:`_pixel_tile` for each chunk of channel vectors in turn: a tile's weights, read for the
+    first chunk, are still in the cache for the others (measured on FlowNetC: ``grad_input2`` 8 %
+    faster than sweeping the row once per chunk)."""
+    for chunk in range(target.shape[3]):
+        _pixel_tile(grad_out, partner, target, g, b, y, chunk, first, V, P, mirror, s, acc_t)
+
+
 @functools.cache
 def gradient_kernels(dtype, vectors: int, pixels: int) -> SimpleNamespace:
     """The gradient kernels (geometries of :func:`takes`) for inputs of Taichi scalar type ``dtype`` read
     in chunks of ``vectors`` channel vectors, ``pixels`` target pixels per tile (:func:`tile_shape`);
     arguments as :func:`._kernels.gradient_kernels`' kernels.  One task per target row; a
     row's pixels are tiled ``|dp|`` apart (one phase after another), with single pixels where a phase
-    ends and where input1's gradient has pixels without an output column."""
+    ends and where input1's gradient has pixels without an output column; each tile's chunks one
+    after another."""
     chunks = ti.types.ndarray(dtype=ti.types.matrix(vectors, LANES, dtype), ndim=4)
 
     def kernel(mirror: bool):
@@ -208,28 +219,25 @@ def gradient_kernels(dtype, vectors: int, pixels: int) -> SimpleNamespace:
             step = ti.abs(g.patch_dilation_w)
             width = target.shape[2]
             for b, y in ti.ndrange(target.shape[0], target.shape[1]):
-                for chunk in range(target.shape[3]):
-                    for phase in range(ti.min(step, width)):
-                        n = (width - phase + step - 1) // step  # the phase's pixels: phase + t * step
-                        t = 0
-                        while t + pixels <= n:
-                            first = phase + t * step
-                            w = first - g.origin_w
-                            whole = True
-                            if ti.static(not mirror):
-                                whole = 0 <= w and w + (pixels - 1) * step < g.out_w
-                            if whole:
-                                _pixel_tile(grad_out, partner, target, g, b, y, chunk, first, vectors, pixels, mirror,
-                                            s, acc_t)
-                            else:  # some pixel without an output column: one at a time
-                                for i in range(pixels):
-                                    _pixel_tile(grad_out, partner, target, g, b, y, chunk, first + i * step, vectors,
-                                                1, mirror, s, acc_t)
-                            t += pixels
-                        while t < n:
-                            _pixel_tile(grad_out, partner, target, g, b, y, chunk, phase + t * step, vectors, 1,
-                                        mirror, s, acc_t)
-                            t += 1
+                for phase in range(ti.min(step, width)):
+                    n = (width - phase + step - 1) // step  # the phase's pixels: phase + t * step
+                    t = 0
+                    while t + pixels <= n:
+                        first = phase + t * step
+                        w = first - g.origin_w
+                        whole = True
+                        if ti.static(not mirror):
+                            whole = 0 <= w and w + (pixels - 1) * step < g.out_w
+                        if whole:
+                            _chunks(grad_out, partner, target, g, b, y, first, vectors, pixels, mirror, s, acc_t)
+                        else:  # some pixel without an output column: one at a time
+                            for i in range(pixels):
+                                _chunks(grad_out, partner, target, g, b, y, first + i * step, vectors, 1, mirror, s,
+                                        acc_t)
+                        t += pixels
+                    while t < n:
+                        _chunks(grad_out, partner, target, g, b, y, phase + t * step, vectors, 1, mirror, s, acc_t)
+                        t += 1
 
         gradient.__name__ = gradient.__qualname__ = "grad_input2" if mirror else "grad_input1"
         return ti.kernel(gradient)
