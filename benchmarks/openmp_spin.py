@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from corr_taichi import _kernels, _op, _row_path
+from corr_taichi import _op, _row_path
 from corr_taichi._geometry import sampler_geometry
 from corr_taichi._runtime import ensure_runtime, ti
 from corr_taichi.bench import CONFIGS
@@ -42,7 +42,7 @@ def kernel_launch(name: str):
     a, b = _op._cpu_layout(x1), _op._cpu_layout(x2)
     out = torch.empty(g.output_shape(B))
     struct = _op._launch_struct(g)
-    kernel = _kernels.correlation_kernels(ti.f32).forward
+    kernel, _ = _op._kernel_for("forward", g, a, True)
     return lambda: kernel(a, b, out.view(-1), struct, 1.0, ti.f32), x2
 
 

@@ -60,16 +60,16 @@ def child(scalarize: bool) -> None:
     grad_out = torch.randn(batch * g.out_h * g.out_w * _kernels.pixel_major_row(g.patch_h * g.patch_w))
     grad = torch.empty_like(x1)
     launch = _op._launch_struct(g)
-    kernels = _kernels.correlation_kernels(ti.f32)
-    (grad1_kernel, chunks), (grad2_kernel, _) = (_op._kernel_for(name, g, x1, True) for name in ("grad_input1", "grad_input2"))
-    kernels.forward(x1, x2, out.view(-1), launch, 1.0, ti.f32)
+    (forward, _), (grad1_kernel, chunks), (grad2_kernel, _) = (
+        _op._kernel_for(name, g, x1, True) for name in ("forward", "grad_input1", "grad_input2"))
+    forward(x1, x2, out.view(-1), launch, 1.0, ti.f32)
     widths = collections.Counter()
     for name in os.listdir(workdir):
         with open(os.path.join(workdir, name)) as f:
             widths.update(int(n) for n in re.findall(r"<(\d+) x float>", f.read()))
 
     steps = {
-        "forward": lambda: kernels.forward(x1, x2, out.view(-1), launch, 1.0, ti.f32),
+        "forward": lambda: forward(x1, x2, out.view(-1), launch, 1.0, ti.f32),
         "grad_input1": lambda: grad1_kernel(grad_out, chunks(x2), chunks(grad), launch, 1.0, ti.f32),
         "grad_input2": lambda: grad2_kernel(grad_out, chunks(x1), chunks(grad), launch, 1.0, ti.f32),
     }

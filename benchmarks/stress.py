@@ -107,7 +107,11 @@ def too_large() -> None:
           f"in {seconds:.1f} s; 200000 elements beyond index 2**31 (the last 100000 and 100000 random), "
           f"{nonzero} non-zero: max error vs float64 {error:.1e}")
     assert error < 1e-5, "wrong values beyond 2**31"
+    # This call compiled the channel-vector kernels (the warm-up above runs the row path), and Taichi's
+    # compiler keeps the arguments of a compiling launch in reference cycles until Python's next full
+    # garbage collection: here the 9.3 GB output, which the backward below has no room for.
     del out, flat
+    gc.collect()
 
     # Backward through the same 2.3e9-element output with an all-ones output gradient: each input
     # gradient is then a 47 x 47 box sum of the other input, checked everywhere against float64.

@@ -35,7 +35,7 @@ import time
 import torch
 
 import corr_taichi
-from corr_taichi import _kernels, _op, _row_path
+from corr_taichi import _op, _row_path
 from corr_taichi._geometry import sampler_geometry
 from corr_taichi._runtime import ensure_runtime, ti
 from corr_taichi.bench import CONFIGS
@@ -59,15 +59,15 @@ def steps(name: str) -> dict:
     pixel_major = _op._pixel_major(grad_out.view(B, -1, g.out_h * g.out_w))
     grad = torch.empty_like(a)
     launch = _op._launch_struct(g)
-    kernels = _kernels.correlation_kernels(ti.f32)
-    (grad1_kernel, chunks), (grad2_kernel, _) = (_op._kernel_for(name, g, a, True) for name in ("grad_input1", "grad_input2"))
+    (forward, _), (grad1_kernel, chunks), (grad2_kernel, _) = (
+        _op._kernel_for(name, g, a, True) for name in ("forward", "grad_input1", "grad_input2"))
     n1, n2 = (x.detach().requires_grad_() for x in (x1, x2))
     l1, l2 = (x.detach().requires_grad_() for x in (c1, c2))
     out_n, out_l = corr_taichi.correlation(n1, n2, **params), corr_taichi.correlation(l1, l2, **params)
     return {
         "relayout": lambda: _op._cpu_layout(x1),
         "pixel-major grad": lambda: _op._pixel_major(grad_out.view(B, -1, g.out_h * g.out_w)),
-        "forward kernel": lambda: kernels.forward(a, b, out.view(-1), launch, 1.0, ti.f32),
+        "forward kernel": lambda: forward(a, b, out.view(-1), launch, 1.0, ti.f32),
         "op NCHW": lambda: corr_taichi.correlation(x1, x2, **params),
         "op channels_last": lambda: corr_taichi.correlation(c1, c2, **params),
         "grad1 kernel": lambda: grad1_kernel(pixel_major, chunks(b), chunks(grad), launch, 1.0, ti.f32),
