@@ -145,6 +145,23 @@ def _dot_tile(x1: ti.template(), x2: ti.template(), b, y1, xa, y2, xb, step, T: 
     return _row_sums(acc)
 
 
+@ti.func
+def _partner_dots(x1: ti.template(), x2: ti.template(), b, y1, xa, y2, start, step, T: ti.template(),
+                  acc_t: ti.template()):
+    """``dots[q] = <x1[b, y1, xa, :], x2[b, y2, start + q*step, :]>`` for ``q < T``, zero where that partner
+    column is outside the image: one tile where all are inside, else one partner at a time."""
+    width = x2.shape[2]
+    dots = ti.Vector.zero(acc_t, T)
+    last = start + (T - 1) * step
+    if 0 <= ti.min(start, last) and ti.max(start, last) < width:
+        dots = _dot_tile(x1, x2, b, y1, xa, y2, start, step, T, acc_t)
+    else:  # near the image's edge: the partners that are inside
+        for q in ti.static(range(T)):
+            if 0 <= start + q * step < width:
+                dots[q] = _dot_tile(x1, x2, b, y1, xa, y2, start + q * step, step, 1, acc_t)[0]
+    return dots
+
+
 @ti.kernel
 def window_sum(
     products: ti.types.ndarray(ndim=1),
@@ -262,15 +279,8 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                                 for j in range(g.kernel_w):
                                     xa = w * g.stride_w + g.origin_w + j * g.dilation_w
                                     start = xa + g.first_w + p * dp  # partner column of displacement p
-                                    last = start + (T - 1) * dp  # and of p + T - 1 (dp may be negative)
                                     if 0 <= xa < width:
-                                        if 0 <= ti.min(start, last) and ti.max(start, last) < width:
-                                            total += _dot_tile(x1, x2, b, y1, xa, y2, start, dp, T, acc_t)
-                                        else:  # near the image's edge: the partners that are inside
-                                            for q in ti.static(range(T)):
-                                                if 0 <= start + q * dp < width:
-                                                    total[q] += _dot_tile(x1, x2, b, y1, xa, y2, start + q * dp, dp, 1,
-                                                                          acc_t)[0]
+                                        total += _partner_dots(x1, x2, b, y1, xa, y2, start, dp, T, acc_t)
                         for q in ti.static(range(T)):
                             out[row + (p + q) * plane + w] = total[q] * s
                     p += T

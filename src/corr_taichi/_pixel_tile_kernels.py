@@ -22,7 +22,7 @@ one pixel at a time and the gradients test each pixel's displacements.
 import functools
 from types import SimpleNamespace
 
-from ._kernels import LANES, GeometryStruct, _dot_tile, _inside, _output_index, _row_sums
+from ._kernels import LANES, GeometryStruct, _inside, _output_index, _partner_dots, _row_sums
 from ._runtime import ti
 
 #: the forward's tile: output pixels x displacements (measured on FlowNetC: 4 x 4 beat 2 x 8 and 8 x 2;
@@ -107,16 +107,10 @@ def forward_kernel(dtype):
                             else:
                                 for i in range(pixels):
                                     xa = x0 + i * dp
-                                    start = xa + g.first_w + p * dp
                                     total = ti.Vector.zero(acc_t, Tn)
                                     if rows_inside and 0 <= xa < width:
-                                        if 0 <= start and start + (Tn - 1) * dp < width:
-                                            total = _dot_tile(x1, x2, b, y1, xa, y2, start, dp, Tn, acc_t)
-                                        else:  # the partners that are inside
-                                            for q in ti.static(range(Tn)):
-                                                if 0 <= start + q * dp < width:
-                                                    total[q] = _dot_tile(x1, x2, b, y1, xa, y2, start + q * dp, dp,
-                                                                         1, acc_t)[0]
+                                        total = _partner_dots(x1, x2, b, y1, xa, y2, xa + g.first_w + p * dp, dp, Tn,
+                                                              acc_t)
                                     for q in ti.static(range(Tn)):
                                         out[row + (p + q) * plane + w0 + i * dp] = total[q] * s
                             p += Tn
