@@ -192,13 +192,13 @@ def _kernel_for(name: str, g: Geometry, partner: Tensor, cpu_kernels: bool):
         if _pixel_tile_kernels.takes_forward(g):
             return _pixel_tile_kernels.forward_kernel(_TAICHI[partner.dtype]), lambda t: t
         return _kernels.correlation_kernels(_TAICHI[partner.dtype]).forward, lambda t: t
-    if cpu_kernels and _pixel_tile_kernels.takes(g):
-        vectors, pixels = _pixel_tile_kernels.tile_shape(partner.shape[3])
-        kernels = _pixel_tile_kernels.gradient_kernels(_TAICHI[partner.dtype], vectors, pixels)
-    elif cpu_kernels:
-        vectors = _kernels.chunk_vectors(partner.shape[3])
-        kernels = _kernels.gradient_kernels(_TAICHI[partner.dtype], vectors)
     if cpu_kernels:
+        if _pixel_tile_kernels.takes(g):
+            vectors, pixels = _pixel_tile_kernels.tile_shape(partner.shape[3])
+            kernels = _pixel_tile_kernels.gradient_kernels(_TAICHI[partner.dtype], vectors, pixels)
+        else:
+            vectors = _kernels.chunk_vectors(partner.shape[3])
+            kernels = _kernels.gradient_kernels(_TAICHI[partner.dtype], vectors)
         return getattr(kernels, name), lambda t: t.view(t.shape[:3] + (t.shape[3] // vectors, vectors, t.shape[4]))
     variant = "tiled" if _gpu_kernels.tiled(g, *partner.shape) else "simple"
     return getattr(_gpu_kernels, f"{name}_{variant}"), lambda t: t

@@ -14,9 +14,9 @@ shift: one lane shuffle.  The ``LANES`` shifts of one pair of aligned loads are 
 The gradient kernels take one target vector per task.  ``grad_input1`` keeps a block of
 ``CHANNEL_BLOCK`` channels' sums in registers over the whole patch, so that each patch row's weights
 (the output gradient), loaded once, serve the block; ``grad_input2``, whose weights are cut from pairs
-of vectors, cuts them once per patch row for all channels and adds into the target in place.  Accumulators and weights are Python lists of Taichi vectors: a small Taichi
-matrix (4 x 16, 9 x 16) reaches LLVM as one wide vector, which it partly scalarises, and 16 x 16 ones
-compile slowly.
+of vectors, cuts them once per patch row for all channels and adds into the target in place.
+Accumulators and weights are Python lists of Taichi vectors: a small Taichi matrix (4 x 16, 9 x 16)
+reaches LLVM as one wide vector, which it partly scalarises, and 16 x 16 ones compile slowly.
 
 Layouts (made by :mod:`._row_path`): NCHW rows padded with zeros to whole vectors, as ``(B, C, H,
 V)`` ndarrays of ``LANES``-vectors; the output ``(B, PH, PW, oH, V)``.  Only a single kernel tap,
