@@ -193,6 +193,43 @@ def window_sum(
             out[row + w] = total * s
 
 
+#: kernel windows up to this many taps along each axis have :func:`window_sum_grad` find their taps
+#: at compile time (unrolled, tested at run time).
+GATHER_TAPS = 4
+
+
+@ti.func
+def _gather_small_window(grad_out: ti.template(), grad_products: ti.template(), n, y, base, width, g: ti.template(),
+                         s, acc_t: ti.template()):
+    """Row ``y`` of product plane ``n`` (flat row start ``base``) for a window of at most
+    ``GATHER_TAPS`` x ``GATHER_TAPS`` taps, any stride: the output row of each tap row, and in each phase
+    of the row (columns ``r + t * stride_w``) the output column ``t + shift`` of each tap column, are
+    found once, so that each product is a sum of loads and one store."""
+    rows = [-1 for _ in ti.static(range(GATHER_TAPS))]
+    for i in ti.static(range(GATHER_TAPS)):
+        if i < g.kernel_h:
+            h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+            if h >= 0:
+                rows[i] = (n * g.out_h + h) * g.out_w
+    for r in range(ti.min(g.stride_w, width)):
+        hits = [False for _ in ti.static(range(GATHER_TAPS))]
+        shift = [0 for _ in ti.static(range(GATHER_TAPS))]
+        for j in ti.static(range(GATHER_TAPS)):
+            offset = r - g.origin_w - j * g.dilation_w
+            if j < g.kernel_w and offset % g.stride_w == 0:
+                hits[j] = True
+                shift[j] = offset // g.stride_w
+        for t in range((width - r + g.stride_w - 1) // g.stride_w):
+            total = ti.cast(0, acc_t)
+            for i in ti.static(range(GATHER_TAPS)):
+                if rows[i] >= 0:
+                    for j in ti.static(range(GATHER_TAPS)):
+                        w = t + shift[j]
+                        if hits[j] and 0 <= w < g.out_w:
+                            total += grad_out[rows[i] + w]
+            grad_products[base + r + t * g.stride_w] = total * s
+
+
 @ti.kernel
 def window_sum_grad(
     grad_out: ti.types.ndarray(ndim=1),
@@ -205,13 +242,17 @@ def window_sum_grad(
 ):
     """Gradient of :func:`window_sum` (same flat layouts): one task per product row, which sums every
     output of the rows whose window covers it into its own row (no other task writes there, so no
-    atomics).  At column stride 1 each product gathers its windows' outputs and is stored once; at
-    other strides, where finding a product's windows would divide, each output of a window row is added
-    into the products it covers (a store per tap, which costs about three times as much per tap)."""
+    atomics).  Each product gathers its windows' outputs and is stored once: for small windows with
+    each tap's output row and column found once per row (:func:`_gather_small_window`), for larger ones
+    at column stride 1 tap by tap.  Larger windows at other strides, where finding a product's windows
+    would divide per tap, add each output of a window row into the products it covers instead (a store
+    per tap, which costs about three times as much per tap as a gathered load)."""
     s = ti.cast(scale, acc_t)
     for n, y in ti.ndrange(grad_products.shape[0] // (height * width), height):
         base = (n * height + y) * width
-        if g.stride_w == 1:
+        if g.kernel_h <= GATHER_TAPS and g.kernel_w <= GATHER_TAPS:
+            _gather_small_window(grad_out, grad_products, n, y, base, width, g, s, acc_t)
+        elif g.stride_w == 1:
             for x in range(width):
                 total = ti.cast(0, acc_t)
                 for i in range(g.kernel_h):

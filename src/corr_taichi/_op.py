@@ -94,20 +94,18 @@ def _launch_struct(geometry: Geometry):
 
 
 #: the per-pixel products replace the direct form when taps x output pixels reach this many times the
-#: input pixels; the CPU backward needs more, since its direct gathers are cheaper than summing back
-#: through the windows at low ratios (``benchmarks/window_sums_vs_direct.py``: at a ratio of 2.25 the
-#: direct backward is faster, at 6.25 the window sums are).
+#: input pixels (``benchmarks/window_sums_vs_direct.py``: at a ratio of 2.25, kernel 3 at stride 2, the
+#: window sums are faster forward and backward).
 WINDOW_SUMS_FROM = 1.0
-CPU_BACKWARD_WINDOW_SUMS_FROM = 4.0
 
 
-def _product_geometry(g: Geometry, height: int, width: int, from_ratio: float = WINDOW_SUMS_FROM) -> Geometry | None:
+def _product_geometry(g: Geometry, height: int, width: int) -> Geometry | None:
     """With a kernel window of several taps, the geometry of the per-pixel products (one tap, stride 1,
     every pixel) when computing those once and summing them over each window (:func:`window_sum`) is
     cheaper than correlating every tap of every output pixel: typically at stride 1, where neighbouring
     windows share all but one row or column of taps.  ``None`` when the direct form is cheaper."""
     taps = g.kernel_h * g.kernel_w
-    if taps == 1 or taps * g.out_h * g.out_w < from_ratio * height * width:
+    if taps == 1 or taps * g.out_h * g.out_w < WINDOW_SUMS_FROM * height * width:
         return None
     return dataclasses.replace(g, kernel_h=1, kernel_w=1, dilation_h=1, dilation_w=1, stride_h=1, stride_w=1,
                                origin_h=0, origin_w=0, out_h=height, out_w=width)
@@ -115,11 +113,9 @@ def _product_geometry(g: Geometry, height: int, width: int, from_ratio: float = 
 
 def _row_geometry(g: Geometry, shape: Sequence[int], backward: bool = False) -> Geometry | None:
     """The single-tap geometry the CPU row path (:mod:`._row_path`) computes for a call on inputs of
-    ``shape``: ``g`` itself, or its per-pixel products when a window of several taps is summed over
-    them (in the backward under the CPU backward's stricter rule); ``None`` when the row path does not
-    take the call."""
-    from_ratio = CPU_BACKWARD_WINDOW_SUMS_FROM if backward else WINDOW_SUMS_FROM
-    tap = g if g.kernel_h * g.kernel_w == 1 else _product_geometry(g, *shape[2:], from_ratio)
+    ``shape`` (its forward, or its backward): ``g`` itself, or its per-pixel products when a window of
+    several taps is summed over them; ``None`` when the row path does not take the call."""
+    tap = g if g.kernel_h * g.kernel_w == 1 else _product_geometry(g, *shape[2:])
     return tap if tap is not None and _row_path.takes(tap, *shape, backward=backward) else None
 
 
@@ -310,7 +306,7 @@ def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry
     what is there when ``accumulate`` (a later piece of patch rows of the same images)."""
     dtype = _TAICHI[grad_out.dtype]
     flat = grad_out.reshape(-1)
-    gp = _product_geometry(g, height, width, CPU_BACKWARD_WINDOW_SUMS_FROM if cpu_kernels else WINDOW_SUMS_FROM)
+    gp = _product_geometry(g, height, width)
     if gp is not None:  # back through the window sum first, then the single-tap gathers
         flat, g, scale = _window_sum_gradient(grad_out, g, gp, scale, height, width).view(-1), gp, 1.0
     if cpu_kernels:  # the CPU kernels read the output gradient pixel-major: (B, oH, oW, PH, PW)
@@ -366,8 +362,7 @@ def _pieces(g: Geometry, batch: int, channels: int, height: int, width: int) -> 
     per-pixel products) each hold at most :data:`MAX_ELEMENTS` elements, so that no index wraps.  One
     piece for any ordinary call.  The output slice of a piece is contiguous: a piece has all patch rows
     or a single image."""
-    # one patch row of one image: of the output, and of the per-pixel products where the forward takes
-    # them (the backward takes them under a stricter rule, else it reads the output gradient itself)
+    # one patch row of one image: of the output, and of the per-pixel products where the op takes them
     products = _product_geometry(g, height, width) is not None
     per_row = g.patch_w * max(g.out_h * g.out_w, height * width if products else 0)
     image = channels * height * width
