@@ -1,9 +1,6 @@
 """A training step under DistributedDataParallel (two processes, gloo, CPU) gives the single-process
 gradients: the layer is an ordinary autograd op."""
 
-import os
-import socket
-
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -31,9 +28,8 @@ def batch():
     return torch.randn(4, 3, 12, 14, generator=gen), torch.randn(4, 3, 12, 14, generator=gen), torch.randn(4, 2, 12, 14, generator=gen)
 
 
-def _worker(rank, world, port, queue):
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _worker(rank, world, rendezvous, queue):
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     torch.set_num_threads(1)
     model = nn.parallel.DistributedDataParallel(FlowHead())
     img1, img2, target = (t.chunk(world)[rank] for t in batch())
@@ -45,13 +41,12 @@ def _worker(rank, world, port, queue):
     dist.destroy_process_group()
 
 
-def test_ddp_two_processes_match_single_process():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_ddp_two_processes_match_single_process(tmp_path):
+    # a file rendezvous, not a TCP port: a free port found beforehand can be taken before the workers bind it
+    rendezvous = tmp_path / "rendezvous"
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(rank, 2, port, queue)) for rank in range(2)]
+    procs = [ctx.Process(target=_worker, args=(rank, 2, str(rendezvous), queue)) for rank in range(2)]
     for p in procs:
         p.start()
     ddp_grads = queue.get(timeout=300)
