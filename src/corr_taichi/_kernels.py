@@ -49,8 +49,8 @@ TILES = (8, 4, 1)
 #: a time (a chunk; :func:`chunk_vectors`).
 GROUPS = 16
 #: ``grad_input2`` sweeps a row in passes of this many patch rows when a pass still has at least
-#: ``MIN_PASS_WORK`` vector multiply-adds per pixel (measured: FlowNetC's gains from passes; PWC
-#: level 2, kernel 3 and 1-column patches would lose, and keep one pass).
+#: ``MIN_PASS_WORK`` vector multiply-adds per pixel (measured when FlowNetC ran on these kernels: it
+#: gained from passes; PWC level 2, kernel 3 and 1-column patches would lose, and keep one pass).
 ROWS_PER_PASS = 8
 MIN_PASS_WORK = 1024
 
@@ -306,7 +306,7 @@ def correlation_kernels(dtype) -> SimpleNamespace:
         plane = g.out_h * g.out_w
         dp = g.patch_dilation_w
         for b, ph, h in ti.ndrange(x1.shape[0], g.patch_h, g.out_h):
-            row = (b * g.patch_h + ph) * g.patch_w * plane + h * g.out_w  # out[b, ph, 0, h, 0]
+            row = _flat(g, b, ph, 0, h, 0)
             shift_h = g.first_h + ph * g.patch_dilation_h
             p = 0
             for T in ti.static(TILES):

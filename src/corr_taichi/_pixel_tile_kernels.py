@@ -22,7 +22,7 @@ one pixel at a time and the gradients test each pixel's displacements.
 import functools
 from types import SimpleNamespace
 
-from ._kernels import LANES, GeometryStruct, _inside, _output_index, _partner_dots, _row_sums
+from ._kernels import LANES, GeometryStruct, _flat, _inside, _output_index, _partner_dots, _row_sums
 from ._runtime import ti
 
 #: the forward's tile: output pixels x displacements (measured on FlowNetC: 4 x 4 beat 2 x 8 and 8 x 2;
@@ -83,7 +83,7 @@ def forward_kernel(dtype):
         plane = g.out_h * g.out_w
         dp = g.patch_dilation_w
         for b, ph, h in ti.ndrange(x1.shape[0], g.patch_h, g.out_h):
-            row = (b * g.patch_h + ph) * g.patch_w * plane + h * g.out_w  # out[b, ph, 0, h, 0]
+            row = _flat(g, b, ph, 0, h, 0)
             y1 = h * g.stride_h + g.origin_h
             y2 = y1 + g.first_h + ph * g.patch_dilation_h
             rows_inside = 0 <= y1 < height and 0 <= y2 < height
