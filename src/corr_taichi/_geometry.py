@@ -55,7 +55,7 @@ class Geometry:
     out_w: int
 
     def as_list(self) -> list[int]:
-        return list(dataclasses.astuple(self))
+        return [getattr(self, field.name) for field in dataclasses.fields(self)]
 
     @classmethod
     def from_list(cls, values) -> "Geometry":

@@ -12,6 +12,7 @@ with zeros so that these reads become vector loads at whole-vector offsets plus 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import torch
 from torch import Tensor
@@ -157,7 +158,9 @@ def _nchw_rows(x: Tensor, dtype: torch.dtype) -> Tensor:
     return _transposed(x.permute(0, 2, 3, 1).reshape(batch, height * width, channels), dtype).view(x.shape)
 
 
+@functools.lru_cache(maxsize=256)
 def _struct(g: Geometry, lead: int, step: int):
+    """The row kernels' struct, built once per geometry (see :func:`._op._launch_struct`)."""
     return _row_kernels.RowGeometry(
         stride_h=g.stride_h, origin_h=g.origin_h, patch_h=g.patch_h, patch_dilation_h=g.patch_dilation_h,
         first_h=g.first_h, out_h=g.out_h, patch_w=g.patch_w, lead=lead, step=step,
