@@ -34,29 +34,32 @@ def _channel_vectors(channels: int) -> int:
     return -(-channels // _kernels.LANES)
 
 
-def _cpu_layout(t: Tensor) -> Tensor:
+def _cpu_layout(t: Tensor, out: Tensor | None = None) -> Tensor:
     """The CPU kernels' layout of ``t``: ``(B, H, W, C / LANES, LANES)``, i.e. channels-last with the
     channels zero-padded to a multiple of ``LANES`` and read as vectors, in the compute dtype.  Free
     for a channels_last float32/64 input whose channel count is a multiple of ``LANES``; one copy
-    (re-layout, padding and conversion together) otherwise."""
+    (re-layout, padding and conversion together) otherwise, into ``out`` where given."""
     view = t.permute(0, 2, 3, 1)
     batch, height, width, channels = view.shape
     groups = _channel_vectors(channels)
     if (groups * _kernels.LANES == channels and view.dtype == _COMPUTE[t.dtype] and view.is_contiguous()
             and _kernels.vector_aligned(view)):
         return view.view(batch, height, width, groups, _kernels.LANES)
-    return _transposed(t, _COMPUTE[t.dtype]).view(batch, height, width, groups, _kernels.LANES)
+    return _transposed(t, _COMPUTE[t.dtype], out).view(batch, height, width, groups, _kernels.LANES)
 
 
-def _transposed(t: Tensor, dtype: torch.dtype) -> Tensor:
+def _transposed(t: Tensor, dtype: torch.dtype, out: Tensor | None = None) -> Tensor:
     """``(B, M, *S)`` -> contiguous ``(B, *S, M')`` of ``dtype``, ``M'`` = ``M`` rounded up to whole vectors
     (zeros past ``M``): a Taichi kernel (:func:`._kernels.correlation_kernels`' ``transpose``) for a
     contiguous ``t`` of ``dtype`` whose planes (``prod(S)`` elements) are whole vectors, a torch copy
-    otherwise."""
+    otherwise.  Written into ``out`` (a contiguous buffer of that size) where given."""
     batch, rows, *plane = t.shape
     lanes, columns = _kernels.LANES, math.prod(plane)
     padded = _channel_vectors(rows) * lanes
-    out = torch.empty((batch, *plane, padded), dtype=dtype, device=t.device)
+    if out is None:
+        out = torch.empty((batch, *plane, padded), dtype=dtype, device=t.device)
+    else:
+        out = out.view(batch, *plane, padded)
     if t.dtype == dtype and columns % lanes == 0 and t.is_contiguous() and _kernels.vector_aligned(t):
         _kernels.correlation_kernels(_TAICHI[dtype]).transpose(
             t.view(batch, rows, columns // lanes, lanes), out.view(batch, columns // lanes, lanes, padded // lanes, lanes))
@@ -90,7 +93,12 @@ def _as_gradients(needed, grads, fmt: torch.memory_format) -> tuple[Tensor, Tens
                  for (need, x, _), grad in zip(needed, grads))
 
 
-@functools.lru_cache(maxsize=256)
+#: geometries whose launch structs are kept (a Taichi struct instance holds about 21 KB of Python
+#: objects; a network uses a few geometries, a handful per correlation layer)
+STRUCT_CACHE_SIZE = 32
+
+
+@functools.lru_cache(maxsize=STRUCT_CACHE_SIZE)
 def _launch_struct(geometry: Geometry):
     """The kernels' struct of ``geometry``, built once per geometry: building a Taichi struct costs tens
     of microseconds of Python, a launch's largest fixed cost after the launch itself."""
@@ -279,7 +287,9 @@ def correlation_backward_op(
                                        need_input1, need_input2)
             return _as_gradients(needed, grads, fmt)
         layout = _cpu_layout if cpu_kernels else _nchw
+        pieces = _pieces(g, *input1.shape)
         grads, views, partners = [], [], []
+        copy = None  # input2 laid out for input1's gradient, where that is a copy this call made
         for need, x, other in needed:
             if need and cpu_kernels:
                 grad, view = _cpu_gradient(x, compute)
@@ -289,10 +299,19 @@ def correlation_backward_op(
                 grad = view = x.new_empty(0)
             grads.append(grad)
             views.append(view if need else None)
-            partners.append(layout(other.to(device)) if need else None)
-        for piece in _pieces(g, *input1.shape):
+            if need and copy is not None:
+                # input1 laid out for input2's gradient goes into that copy's memory once input1's gradient
+                # is done with it: one fresh input-sized buffer fewer, which was often page-faulted in
+                partners.append(functools.partial(_cpu_layout, other.to(device), copy))
+            elif need:
+                partners.append(layout(other.to(device)))
+                fresh = partners[-1].untyped_storage().data_ptr() != other.untyped_storage().data_ptr()
+                copy = partners[-1] if cpu_kernels and fresh and len(pieces) == 1 else None
+            else:
+                partners.append(None)
+        for piece in pieces:
             _backward_piece(grad_out[piece.images, piece.rows],
-                            [None if p is None else p[piece.images] for p in partners],
+                            [p if p is None or callable(p) else p[piece.images] for p in partners],
                             [None if v is None else v[piece.images] for v in views], piece.geometry,
                             float(scale), *input1.shape[2:], cpu_kernels, accumulate=piece.rows.start > 0)
     return _as_gradients(needed, grads, fmt)
@@ -307,7 +326,8 @@ def _pixel_major(grad: Tensor) -> Tensor:
 def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry, scale: float, height: int,
                     width: int, cpu_kernels: bool, accumulate: bool) -> None:
     """Input gradients of one piece into ``targets`` (kernel layout; ``None`` where not needed), added to
-    what is there when ``accumulate`` (a later piece of patch rows of the same images)."""
+    what is there when ``accumulate`` (a later piece of patch rows of the same images).  A partner may
+    be a function that lays it out when its gradient's turn comes."""
     dtype = _TAICHI[grad_out.dtype]
     flat = grad_out.reshape(-1)
     gp = _product_geometry(g, height, width)
@@ -319,6 +339,7 @@ def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry
         if target is None:
             continue
         result = torch.empty_like(target) if accumulate else target
+        partner = partner() if callable(partner) else partner
         kernel, layout = _kernel_for(name, g, partner, cpu_kernels)
         kernel(flat, layout(partner), layout(result), _launch_struct(g), scale, dtype)
         if accumulate:
