@@ -217,8 +217,8 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
         grad1 = _shifted(target, dtype, -g.origin_w, lo + g.origin_w, hi + g.origin_w, width, channels)
     if need2:
         # computed in input2's padded columns, in the padded copy's memory where that is large enough:
-        # a second fresh buffer of that size was page-faulted in, in about half of PWC level 2's
-        # backward calls, 1728 faults each (glibc had returned the first one's memory to the system)
+        # one temporary fewer at the peak, and one that cannot be page-faulted in afresh (a separate
+        # buffer was, in 7 of 12 calls of a PWC level 2 backward loop: 1728 faults each)
         shape = (batch, channels, height, layout.grad2_vectors * LANES)
         if scratch is not None and scratch.numel() >= math.prod(shape):
             target = scratch.view(-1)[:math.prod(shape)].view(shape)
