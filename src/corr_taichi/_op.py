@@ -301,7 +301,7 @@ def correlation_backward_op(
             views.append(view if need else None)
             if need and copy is not None:
                 # input1 laid out for input2's gradient goes into that copy's memory once input1's gradient
-                # is done with it: one fresh input-sized buffer fewer, which was often page-faulted in
+                # is done with it: one input-sized temporary fewer, each of which can be page-faulted in afresh
                 partners.append(functools.partial(_cpu_layout, other.to(device), copy))
             elif need:
                 partners.append(layout(other.to(device)))
