@@ -65,6 +65,10 @@ def vector_aligned(t) -> bool:
     return t.data_ptr() % VECTOR_ALIGNMENT == 0
 
 
+#: geometries whose launch structs the op keeps, per struct type (a Taichi struct instance holds about
+#: 21 KB of Python objects; a network uses a few geometries, a handful per correlation layer)
+STRUCT_CACHE_SIZE = 32
+
 GeometryStruct = ti.types.struct(
     kernel_h=ti.i32, kernel_w=ti.i32, dilation_h=ti.i32, dilation_w=ti.i32,
     stride_h=ti.i32, stride_w=ti.i32, origin_h=ti.i32, origin_w=ti.i32,

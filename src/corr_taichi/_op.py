@@ -93,12 +93,7 @@ def _as_gradients(needed, grads, fmt: torch.memory_format) -> tuple[Tensor, Tens
                  for (need, x, _), grad in zip(needed, grads))
 
 
-#: geometries whose launch structs are kept (a Taichi struct instance holds about 21 KB of Python
-#: objects; a network uses a few geometries, a handful per correlation layer)
-STRUCT_CACHE_SIZE = 32
-
-
-@functools.lru_cache(maxsize=STRUCT_CACHE_SIZE)
+@functools.lru_cache(maxsize=_kernels.STRUCT_CACHE_SIZE)
 def _launch_struct(geometry: Geometry):
     """The kernels' struct of ``geometry``, built once per geometry: building a Taichi struct costs tens
     of microseconds of Python, a launch's largest fixed cost after the launch itself."""

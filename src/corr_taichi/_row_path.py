@@ -159,7 +159,7 @@ def _nchw_rows(x: Tensor, dtype: torch.dtype) -> Tensor:
     return _transposed(x.permute(0, 2, 3, 1).reshape(batch, height * width, channels), dtype).view(x.shape)
 
 
-@functools.lru_cache(maxsize=32)  # as _op.STRUCT_CACHE_SIZE (this module is imported by _op)
+@functools.lru_cache(maxsize=_kernels.STRUCT_CACHE_SIZE)
 def _struct(g: Geometry, lead: int, step: int):
     """The row kernels' struct, built once per geometry (see :func:`._op._launch_struct`)."""
     return _row_kernels.RowGeometry(
