@@ -65,6 +65,12 @@ def vector_aligned(t) -> bool:
     return t.data_ptr() % VECTOR_ALIGNMENT == 0
 
 
+def separate_memory(t, source) -> bool:
+    """Whether ``t`` is a buffer of its own rather than ``source`` (or a view of it): a layout or padded
+    copy the op made, which it may overwrite once done with it."""
+    return t.untyped_storage().data_ptr() != source.untyped_storage().data_ptr()
+
+
 #: geometries whose launch structs the op keeps, per struct type (a Taichi struct instance holds about
 #: 21 KB of Python objects; a network uses a few geometries, a handful per correlation layer)
 STRUCT_CACHE_SIZE = 32

@@ -300,7 +300,7 @@ def correlation_backward_op(
                 partners.append(functools.partial(_cpu_layout, other.to(device), copy))
             elif need:
                 partners.append(layout(other.to(device)))
-                fresh = partners[-1].untyped_storage().data_ptr() != other.untyped_storage().data_ptr()
+                fresh = _kernels.separate_memory(partners[-1], other)
                 copy = partners[-1] if cpu_kernels and fresh and len(pieces) == 1 else None
             else:
                 partners.append(None)

@@ -211,7 +211,7 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
         target = grad_out.new_empty((batch, padded, height, layout.out_vectors * LANES))
         x2p = layout.padded_input2(x2, dtype, padded)
         kernels.grad_input1(weights, _rows(x2p), _rows(target), geometry, scale, taichi_dtype, slots)
-        if x2p.untyped_storage().data_ptr() != x2.untyped_storage().data_ptr():
+        if _kernels.separate_memory(x2p, x2):
             scratch = x2p
         lo, hi = _inside_input1(g, width)  # input1 column x is output column x - origin_w
         grad1 = _shifted(target, dtype, -g.origin_w, lo + g.origin_w, hi + g.origin_w, width, channels)
