@@ -92,10 +92,11 @@ def row_steps(g, x1, x2, grad_out) -> dict:
     grad2 = torch.empty(B, C, H, layout.grad2_vectors * 16)
     kernels = _row_path._kernels_for(torch.float32)
     rows, struct = _row_path._rows, _row_path._struct(g, layout.lead, layout.step)
-    slots = min(16, g.patch_w)
+    slots = _row_path._window_slots(g)
     return {
         "rows: padded input2": lambda: layout.padded_input2(x2, torch.float32),
-        "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), struct, 1.0, ti.f32),
+        "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), struct, 1.0, ti.f32,
+                                                        slots),
         "rows: grad1 kernel": lambda: kernels.grad_input1(rows(weights), rows(b2), rows(grad1), struct, 1.0, ti.f32,
                                                           slots),
         "rows: grad2 kernel": lambda: kernels.grad_input2(rows(weights), rows(a), rows(grad2), struct, 1.0, ti.f32,

@@ -22,8 +22,9 @@ Layouts (made by :mod:`._row_path`): NCHW rows padded with zeros to whole vector
 V)`` ndarrays of ``LANES``-vectors; the output ``(B, PH, PW, oH, V)``.  Only a single kernel tap,
 column stride 1 and patch dilation 1 or -1 along the row are handled (several taps go through per-pixel
 products and :func:`._kernels.window_sum`).  The row geometry is a struct of runtime ints, so each
-kernel is compiled once per dtype, the gradient kernels also once per displacement count of a window
-(``min(LANES, patch_w)``: windows start at whole vectors, so that count is each slot loop's length).
+kernel is compiled once per dtype and displacement count of a window (``min(LANES, patch_w)``: windows
+start at whole vectors, so that count is each slot loop's length, and a window holds no slot that is
+not some displacement's, except in the last window, whose extra slots are computed and not stored).
 """
 
 import functools
@@ -76,11 +77,12 @@ def _windows(g: ti.template()):
 
 
 @ti.func
-def _store_windows(out: ti.template(), acc: ti.template(), b, ph, h, v, k, s_lo, s_hi, g: ti.template(), s):
+def _store_windows(out: ti.template(), acc: ti.template(), b, ph, h, v, k, s_lo, s_hi, g: ti.template(), s,
+                   slots: ti.template()):
     """``out[b, ph, pw, h, v] = s * acc[slot]`` for the displacement ``pw`` of each slot of window ``k``."""
-    for slot in ti.static(range(LANES)):
+    for slot in ti.static(range(slots)):
         if s_lo <= slot < s_hi:
-            out[b, ph, (k * LANES + slot - g.lead) * g.step, h, v] = acc[slot, :] * s
+            out[b, ph, (k * LANES + slot - g.lead) * g.step, h, v] = acc[slot] * s
 
 
 @ti.func
@@ -164,7 +166,8 @@ def row_kernels(dtype) -> SimpleNamespace:
     planes = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=5)
 
     @ti.kernel
-    def forward(x1: rows, x2: rows, out: planes, g: RowGeometry, scale: ti.f64, acc_t: ti.template()):
+    def forward(x1: rows, x2: rows, out: planes, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),
+                slots: ti.template()):
         """``out[b, ph, pw, h, v] = scale * sum_c x1[b, c, y1, v] * x2[b, c, y2, starting at
         LANES * v + lead + step * pw]``, zero where a row is outside the image.
 
@@ -172,7 +175,10 @@ def row_kernels(dtype) -> SimpleNamespace:
         vector at a time.  Output rows ``h`` of patch row ``p`` and ``h - patch_dilation_h / stride_h``
         of patch row ``p + 1`` read the same input2 row: a pair shares its shifted input2 vectors (one
         lane shuffle feeds two multiply-adds).
-        Where the patch dilation is not a multiple of the stride, each "pair" is one patch row."""
+        Where the patch dilation is not a multiple of the stride, each "pair" is one patch row.
+        ``slots``: as in ``grad_input1``; a compile-time count keeps every accumulator in a register and
+        the channel loop free of per-slot tests (measured on PWC level 2: 0.85-0.87 of the time of 16
+        tested slots)."""
         height, channels = x1.shape[2], x1.shape[1]
         s = ti.cast(scale, acc_t)
         share = g.patch_dilation_h % g.stride_h == 0
@@ -192,32 +198,31 @@ def row_kernels(dtype) -> SimpleNamespace:
             for k in range(k_lo, k_hi):
                 s_lo, s_hi = _slots(g, k)
                 for v in range(out.shape[4]):
-                    acc_a = ti.Matrix.zero(acc_t, LANES, LANES)
-                    acc_b = ti.Matrix.zero(acc_t, LANES, LANES)
+                    acc_a = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(slots))]
+                    acc_b = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(slots))]
                     if inside_a and inside_b:
                         for c in range(channels):
                             a, a2 = x1[b, c, ya, v], x1[b, c, yb, v]
                             lo, hi = x2[b, c, y2, v + k], x2[b, c, y2, v + k + 1]
-                            for slot in ti.static(range(LANES)):
-                                if s_lo <= slot < s_hi:
-                                    window = _window(lo, hi, slot)
-                                    acc_a[slot, :] += a * window
-                                    acc_b[slot, :] += a2 * window
+                            for slot in ti.static(range(slots)):
+                                window = _window(lo, hi, slot)
+                                acc_a[slot] += a * window
+                                acc_b[slot] += a2 * window
                     elif inside_a or inside_b:  # one of the pair
                         y1 = ya if inside_a else yb
                         for c in range(channels):
                             a = x1[b, c, y1, v]
                             lo, hi = x2[b, c, y2, v + k], x2[b, c, y2, v + k + 1]
-                            for slot in ti.static(range(LANES)):
-                                if s_lo <= slot < s_hi:
-                                    acc_a[slot, :] += a * _window(lo, hi, slot)
+                            for slot in ti.static(range(slots)):
+                                acc_a[slot] += a * _window(lo, hi, slot)
                         if not inside_a:
-                            acc_b = acc_a
-                            acc_a = ti.Matrix.zero(acc_t, LANES, LANES)
+                            for slot in ti.static(range(slots)):
+                                acc_b[slot] = acc_a[slot]
+                                acc_a[slot] = ti.Vector.zero(acc_t, LANES)
                     if valid_a:
-                        _store_windows(out, acc_a, b, p, ha, v, k, s_lo, s_hi, g, s)
+                        _store_windows(out, acc_a, b, p, ha, v, k, s_lo, s_hi, g, s, slots)
                     if valid_b:
-                        _store_windows(out, acc_b, b, p + 1, hb, v, k, s_lo, s_hi, g, s)
+                        _store_windows(out, acc_b, b, p + 1, hb, v, k, s_lo, s_hi, g, s, slots)
 
     @ti.kernel
     def grad_input1(weights: planes, x2p: rows, target: rows, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),

@@ -177,6 +177,11 @@ def _kernels_for(dtype: torch.dtype):
     return _row_kernels.row_kernels(TAICHI_DTYPES[dtype])
 
 
+def _window_slots(g: Geometry) -> int:
+    """A window's displacements: the row kernels are compiled per count."""
+    return min(LANES, g.patch_w)
+
+
 def forward(x1: Tensor, x2: Tensor, out: Tensor, g: Geometry, scale: float) -> None:
     """``out`` (contiguous ``(B, PH, PW, oH, oW)`` of the compute dtype) from NCHW inputs."""
     height, width = x1.shape[2:]
@@ -187,7 +192,7 @@ def forward(x1: Tensor, x2: Tensor, out: Tensor, g: Geometry, scale: float) -> N
     if layout.out_vectors * LANES != g.out_w:
         target = out.new_empty(out.shape[:-1] + (layout.out_vectors * LANES,))
     _kernels_for(dtype).forward(_rows(a), _rows(b), _rows(target), _struct(g, layout.lead, layout.step), scale,
-                                TAICHI_DTYPES[dtype])
+                                TAICHI_DTYPES[dtype], _window_slots(g))
     if target is not out:
         out.copy_(target[..., :g.out_w])
 
@@ -203,7 +208,7 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
     padded = _padded_channels(channels)
     weights = _rows(layout.padded_output_grad(grad_out, g))
     geometry = _struct(g, layout.lead, layout.step)
-    slots = min(LANES, g.patch_w)  # a window's displacements (the gradient kernels are compiled per count)
+    slots = _window_slots(g)
     grad1 = grad2 = None
     scratch = None  # input2's padded copy, once input1's gradient is done with it
     if need1:
