@@ -21,12 +21,11 @@ operation shares the cores with torch's still-spinning OpenMP threads (``openmp_
 The op takes the row path (``_row_path``) for few channels, PWC level 2 among them; for those
 configurations its steps are timed too:
 
-* ``rows: padded input2``: the zero-padded copy of input2 that the forward and input1's gradient read
-  (input1 is read as it is when its rows fill whole vectors; for input1's gradient the backward pads
-  channels to whole blocks of its kernel).  A Taichi kernel where rows are whole vectors, as is the copy that cuts
-  input2's gradient from its padded rows.
+* ``rows: cut input2's gradient``: the copy that cuts input2's gradient from the padded rows it is
+  computed in (a Taichi kernel where rows are whole vectors).  The forward and input1's gradient
+  read the inputs in place where their rows fill whole vectors (PWC level 2's do).
 * ``rows: forward kernel`` / ``rows: grad1 kernel`` / ``rows: grad2 kernel``: the row path's Taichi
-  kernels alone, on inputs already padded.
+  kernels alone.
 """
 
 import statistics
@@ -84,21 +83,21 @@ def row_steps(g, x1, x2, grad_out) -> dict:
     B, C, H, W = x1.shape
     layout = _row_path.RowLayout.of(g, H, W)
     channels = _row_path._padded_channels(C)
-    a, b = layout.padded_input1(x1, g, torch.float32), layout.padded_input2(x2, torch.float32)
-    b2 = layout.padded_input2(x2, torch.float32, channels)
+    a, b = layout.padded_input1(x1, g, torch.float32), layout.whole_vector_input2(x2, torch.float32)
+    b2 = layout.whole_vector_input2(x2, torch.float32, channels)
     weights = layout.padded_output_grad(grad_out, g)
     out = torch.empty(g.output_shape(B)[:-1] + (layout.out_vectors * 16,))
     grad1 = torch.empty(B, channels, H, layout.out_vectors * 16)
     grad2 = torch.empty(B, C, H, layout.grad2_vectors * 16)
     kernels = _row_path._kernels_for(torch.float32)
-    rows, struct = _row_path._rows, _row_path._struct(g, layout.lead, layout.step)
-    slots = _row_path._window_slots(g)
+    rows, slots, phase = _row_path._rows, _row_path._window_slots(g), layout.phase
+    read, struct = _row_path._struct(g, layout.read_lead, layout.step), _row_path._struct(g, layout.lead, layout.step)
     return {
-        "rows: padded input2": lambda: layout.padded_input2(x2, torch.float32),
-        "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), struct, 1.0, ti.f32,
-                                                        slots),
-        "rows: grad1 kernel": lambda: kernels.grad_input1(rows(weights), rows(b2), rows(grad1), struct, 1.0, ti.f32,
-                                                          slots),
+        "rows: cut input2's gradient": lambda: _row_path._shifted(grad2, torch.float32, layout.x2_lead, 0, W, W, C),
+        "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), read, 1.0, ti.f32, slots,
+                                                        phase),
+        "rows: grad1 kernel": lambda: kernels.grad_input1(rows(weights), rows(b2), rows(grad1), read, 1.0, ti.f32,
+                                                          slots, phase),
         "rows: grad2 kernel": lambda: kernels.grad_input2(rows(weights), rows(a), rows(grad2), struct, 1.0, ti.f32,
                                                           slots),
     }
@@ -123,7 +122,7 @@ def main() -> None:
         for step, ts in times.items():
             med = statistics.median(ts)
             work = flops if "kernel" in step or step.startswith("op") else 2 * flops
-            copy = step in ("relayout", "pixel-major grad", "rows: padded input2")
+            copy = step in ("relayout", "pixel-major grad", "rows: cut input2's gradient")
             rate_txt = "" if copy else f"  {work / med / 1e6:6.1f} GFLOP/s"
             print(f"  {step:<26}{med:8.1f}{rate_txt}")
 

@@ -315,10 +315,10 @@ def test_row_layout_padding_is_zero_outside_the_image():
     g = _geometry.sampler_geometry(5, 20, patch_size=(3, 7), padding=(0, 2))
     layout = _row_path.RowLayout.of(g, 5, 20)
     x = randn(1, 3, 5, 20, seed=1)
-    x2p = layout.padded_input2(x, torch.float64, channels=8)
-    assert x2p.shape[1] == 8 and x2p.shape[-1] == layout.x2_vectors * _row_path.LANES
-    torch.testing.assert_close(x2p[:, :3, :, layout.x2_lead:layout.x2_lead + 20], x)
-    x2p[:, :3, :, layout.x2_lead:layout.x2_lead + 20] = 0
+    x2p = layout.whole_vector_input2(x, torch.float64, channels=8)
+    assert x2p.shape[1] == 8 and x2p.shape[-1] == 2 * _row_path.LANES
+    torch.testing.assert_close(x2p[:, :3, :, :20], x)
+    x2p[:, :3, :, :20] = 0
     assert x2p.eq(0).all()
     x1p = layout.padded_input1(x, g, torch.float64)
     assert x1p.shape[1] == 3 and x1p.shape[-1] == layout.out_vectors * _row_path.LANES

@@ -10,6 +10,8 @@ loads vectors only at whole-vector offsets (an ndarray of vectors is assumed ali
 vector is cut from two aligned neighbours, ``lo`` and ``hi``, by :func:`_window` with a compile-time
 shift: one lane shuffle.  The ``LANES`` shifts of one pair of aligned loads are the slots of a tile
 (unrolled, each slot its own accumulator), which covers up to ``LANES`` displacements of a patch row.
+The forward and ``grad_input1`` read input2 in place: where a patch row's starts lie ``phase`` columns
+past whole vectors, a tile's slots are cut from three aligned neighbours, at compile-time shifts.
 
 The gradient kernels take one target vector per task.  ``grad_input1`` keeps a block of
 ``CHANNEL_BLOCK`` channels' sums in registers over the whole patch, so that each patch row's weights
@@ -18,13 +20,15 @@ of vectors, cuts them once per patch row for all channels and adds into the targ
 Accumulators and weights are Python lists of Taichi vectors: a small Taichi matrix (4 x 16, 9 x 16)
 reaches LLVM as one wide vector, which it partly scalarises, and 16 x 16 ones compile slowly.
 
-Layouts (made by :mod:`._row_path`): NCHW rows padded with zeros to whole vectors, as ``(B, C, H,
-V)`` ndarrays of ``LANES``-vectors; the output ``(B, PH, PW, oH, V)``.  Only a single kernel tap,
+Layouts (made by :mod:`._row_path`): NCHW rows of whole vectors (padded with zeros where needed), as
+``(B, C, H, V)`` ndarrays of ``LANES``-vectors; the output ``(B, PH, PW, oH, V)``.  Only a single kernel tap,
 column stride 1 and patch dilation 1 or -1 along the row are handled (several taps go through per-pixel
 products and :func:`._kernels.window_sum`).  The row geometry is a struct of runtime ints, so each
 kernel is compiled once per dtype and displacement count of a window (``min(LANES, patch_w)``: windows
 start at whole vectors, so that count is each slot loop's length, and a window holds no slot that is
-not some displacement's, except in the last window, whose extra slots are computed and not stored).
+not some displacement's, except in the last window, whose extra slots are computed and not stored),
+the forward and ``grad_input1`` also per ``phase`` (0 to ``LANES - 1``; a network's patch sizes and
+paddings use a few).
 """
 
 import functools
@@ -50,6 +54,32 @@ def _window(lo: ti.template(), hi: ti.template(), s: ti.template()):
     """The ``LANES`` values that start ``s`` lanes into ``lo`` and run on into ``hi``."""
     return ti.Vector([lo[s + lane] for lane in ti.static(range(LANES - s))] +
                      [hi[lane] for lane in ti.static(range(s))])
+
+
+@ti.func
+def _partner_vector(x2: ti.template(), b, c, y, j, checked: ti.template(), acc_t: ti.template()):
+    """``x2[b, c, y, j]``; with ``checked``, zeros where ``j`` is outside the row (a clamped load and a
+    select, not a branch)."""
+    value = ti.Vector.zero(acc_t, LANES)
+    if ti.static(checked):
+        inside = 0 <= j < x2.shape[3]
+        value = ti.select(inside, x2[b, c, y, ti.min(ti.max(j, 0), x2.shape[3] - 1)], value)
+    else:
+        value = x2[b, c, y, j]
+    return value
+
+
+@ti.func
+def _partner_window(a: ti.template(), b: ti.template(), c: ti.template(), slot: ti.template(),
+                    phase: ti.template()):
+    """The ``LANES`` partner values of a window's ``slot``: they start ``phase + slot`` lanes into
+    ``a``, which ``b`` and ``c`` follow in the row."""
+    value = a
+    if ti.static(phase + slot < LANES):
+        value = _window(a, b, phase + slot)
+    else:
+        value = _window(b, c, phase + slot - LANES)
+    return value
 
 
 @ti.func
@@ -109,8 +139,32 @@ def _slot_weights(weights: ti.template(), b, ph, h, v, k, g: ti.template(), slot
 
 
 @ti.func
-def _input1_block(weights: ti.template(), x2p: ti.template(), target: ti.template(), b, c, y, v, g: ti.template(),
-                  s, slots: ti.template(), acc_t: ti.template()):
+def _pair_products(x1: ti.template(), x2: ti.template(), acc_a: ti.template(), acc_b: ti.template(), b, ya, yb, y2,
+                   v, k, pair: ti.template(), checked: ti.template(), slots: ti.template(), phase: ti.template(),
+                   acc_t: ti.template()):
+    """The forward's channel loop for output vector ``v`` and window ``k``: ``acc_a`` from input1 row
+    ``ya`` and, for a ``pair``, ``acc_b`` from row ``yb``, both against input2 row ``y2``."""
+    for c in range(x1.shape[1]):
+        first = _partner_vector(x2, b, c, y2, v + k, checked, acc_t)
+        second = _partner_vector(x2, b, c, y2, v + k + 1, checked, acc_t)
+        third = second
+        if ti.static(phase + slots > LANES):  # the slots spill into a third vector
+            third = _partner_vector(x2, b, c, y2, v + k + 2, checked, acc_t)
+        a = x1[b, c, ya, v]
+        if ti.static(pair):
+            a2 = x1[b, c, yb, v]
+            for slot in ti.static(range(slots)):
+                window = _partner_window(first, second, third, slot, phase)
+                acc_a[slot] += a * window
+                acc_b[slot] += a2 * window
+        else:
+            for slot in ti.static(range(slots)):
+                acc_a[slot] += a * _partner_window(first, second, third, slot, phase)
+
+
+@ti.func
+def _input1_block(weights: ti.template(), x2: ti.template(), target: ti.template(), b, c, y, v, g: ti.template(),
+                  s, slots: ti.template(), phase: ti.template(), acc_t: ti.template()):
     """``target[b, c + i, y, v]`` for the ``CHANNEL_BLOCK`` channels from ``c`` (see ``grad_input1``)."""
     height = target.shape[2]
     h = _output_index(y, g.origin_h, 0, 1, g.stride_h, g.out_h)
@@ -121,12 +175,26 @@ def _input1_block(weights: ti.template(), x2p: ti.template(), target: ti.templat
         if h >= 0 and 0 <= y2 < height:
             for k in range(k_lo, k_hi):
                 w = _slot_weights(weights, b, ph, h, v, k, g, slots, acc_t, False)
-                for i in ti.static(range(CHANNEL_BLOCK)):
-                    lo, hi = x2p[b, c + i, y2, v + k], x2p[b, c + i, y2, v + k + 1]
-                    for slot in ti.static(range(slots)):
-                        acc[i] += w[slot] * _window(lo, hi, slot)
+                if v + k >= 0 and v + k + ti.static(2 if phase + slots > LANES else 1) < x2.shape[3]:
+                    _input1_products(x2, acc, w, b, c, y2, v + k, False, slots, phase, acc_t)
+                else:
+                    _input1_products(x2, acc, w, b, c, y2, v + k, True, slots, phase, acc_t)
     for i in ti.static(range(CHANNEL_BLOCK)):
         target[b, c + i, y, v] = acc[i] * s
+
+
+@ti.func
+def _input1_products(x2: ti.template(), acc: ti.template(), w: ti.template(), b, c, y2, j, checked: ti.template(),
+                     slots: ti.template(), phase: ti.template(), acc_t: ti.template()):
+    """``acc[i] += sum_slot w[slot] * window(slot)`` of channel ``c + i``'s partner vectors from ``j`` on."""
+    for i in ti.static(range(CHANNEL_BLOCK)):
+        first = _partner_vector(x2, b, c + i, y2, j, checked, acc_t)
+        second = _partner_vector(x2, b, c + i, y2, j + 1, checked, acc_t)
+        third = second
+        if ti.static(phase + slots > LANES):  # the slots spill into a third vector
+            third = _partner_vector(x2, b, c + i, y2, j + 2, checked, acc_t)
+        for slot in ti.static(range(slots)):
+            acc[i] += w[slot] * _partner_window(first, second, third, slot, phase)
 
 
 @ti.func
@@ -167,19 +235,19 @@ def row_kernels(dtype) -> SimpleNamespace:
 
     @ti.kernel
     def forward(x1: rows, x2: rows, out: planes, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),
-                slots: ti.template()):
+                slots: ti.template(), phase: ti.template()):
         """``out[b, ph, pw, h, v] = scale * sum_c x1[b, c, y1, v] * x2[b, c, y2, starting at
-        LANES * v + lead + step * pw]``, zero where a row is outside the image.
+        LANES * v + lead + phase + step * pw]``, zero where a row or column is outside the image.
 
         One task per (batch, pair of patch rows, output row), one tile of displacements and one output
         vector at a time.  Output rows ``h`` of patch row ``p`` and ``h - patch_dilation_h / stride_h``
         of patch row ``p + 1`` read the same input2 row: a pair shares its shifted input2 vectors (one
         lane shuffle feeds two multiply-adds).
         Where the patch dilation is not a multiple of the stride, each "pair" is one patch row.
-        ``slots``: as in ``grad_input1``; a compile-time count keeps every accumulator in a register and
-        the channel loop free of per-slot tests (measured on PWC level 2: 0.85-0.87 of the time of 16
-        tested slots)."""
-        height, channels = x1.shape[2], x1.shape[1]
+        ``slots`` and ``phase``: as in ``grad_input1``; a compile-time slot count keeps every
+        accumulator in a register and the channel loop free of per-slot tests (measured on PWC level
+        2: 0.85-0.87 of the time of 16 tested slots)."""
+        height = x1.shape[2]
         s = ti.cast(scale, acc_t)
         share = g.patch_dilation_h % g.stride_h == 0
         shift, pairs, per_pair = 0, g.patch_h, 1  # without sharing, each "pair" is one patch row
@@ -200,21 +268,20 @@ def row_kernels(dtype) -> SimpleNamespace:
                 for v in range(out.shape[4]):
                     acc_a = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(slots))]
                     acc_b = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(slots))]
+                    interior = v + k >= 0 and v + k + ti.static(2 if phase + slots > LANES else 1) < x2.shape[3]
                     if inside_a and inside_b:
-                        for c in range(channels):
-                            a, a2 = x1[b, c, ya, v], x1[b, c, yb, v]
-                            lo, hi = x2[b, c, y2, v + k], x2[b, c, y2, v + k + 1]
-                            for slot in ti.static(range(slots)):
-                                window = _window(lo, hi, slot)
-                                acc_a[slot] += a * window
-                                acc_b[slot] += a2 * window
+                        if interior:
+                            _pair_products(x1, x2, acc_a, acc_b, b, ya, yb, y2, v, k, True, False, slots, phase, acc_t)
+                        else:
+                            _pair_products(x1, x2, acc_a, acc_b, b, ya, yb, y2, v, k, True, True, slots, phase, acc_t)
                     elif inside_a or inside_b:  # one of the pair
                         y1 = ya if inside_a else yb
-                        for c in range(channels):
-                            a = x1[b, c, y1, v]
-                            lo, hi = x2[b, c, y2, v + k], x2[b, c, y2, v + k + 1]
-                            for slot in ti.static(range(slots)):
-                                acc_a[slot] += a * _window(lo, hi, slot)
+                        if interior:
+                            _pair_products(x1, x2, acc_a, acc_b, b, y1, y1, y2, v, k, False, False, slots, phase,
+                                           acc_t)
+                        else:
+                            _pair_products(x1, x2, acc_a, acc_b, b, y1, y1, y2, v, k, False, True, slots, phase,
+                                           acc_t)
                         if not inside_a:
                             for slot in ti.static(range(slots)):
                                 acc_b[slot] = acc_a[slot]
@@ -225,20 +292,23 @@ def row_kernels(dtype) -> SimpleNamespace:
                         _store_windows(out, acc_b, b, p + 1, hb, v, k, s_lo, s_hi, g, s, slots)
 
     @ti.kernel
-    def grad_input1(weights: planes, x2p: rows, target: rows, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),
-                    slots: ti.template()):
+    def grad_input1(weights: planes, x2: rows, target: rows, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),
+                    slots: ti.template(), phase: ti.template()):
         """Input1's gradient in output columns: ``target[b, c, y, v] = scale * sum_{ph, pw} weights[b, ph, pw, h,
-        v] * x2p[b, c, y2, starting at LANES * v + lead + step * pw]`` (``weights`` the output gradient, ``h``
-        the output row of input1 row ``y``, ``y2`` its partner row in patch row ``ph``).  ``slots``: the
-        displacements of a window, ``min(LANES, patch_w)`` (windows start at whole vectors, so only the
-        last may be partly empty).
+        v] * x2[b, c, y2, starting at LANES * v + lead + phase + step * pw]`` (``weights`` the output
+        gradient, ``h`` the output row of input1 row ``y``, ``y2`` its partner row in patch row ``ph``;
+        zero outside ``x2``'s rows).  ``slots``: the displacements of a window, ``min(LANES, patch_w)``
+        (under ``lead`` windows start at whole vectors, so only the last may be partly empty);
+        ``phase``: the columns that the starts lie past whole vectors of ``x2``, a compile-time shift,
+        so that ``x2`` is read in place (one-process A/B on PWC level 2's forward: 0.5-0.7 of the time
+        of a padded copy and the kernel).
 
         One task per target vector; ``CHANNEL_BLOCK`` channels at a time, each summed in its own register
         over the whole patch, so that a patch row's weights, loaded once, serve the block."""
         s = ti.cast(scale, acc_t)
         for b, y, v in ti.ndrange(target.shape[0], target.shape[2], target.shape[3]):
             for block in range(target.shape[1] // CHANNEL_BLOCK):
-                _input1_block(weights, x2p, target, b, block * CHANNEL_BLOCK, y, v, g, s, slots, acc_t)
+                _input1_block(weights, x2, target, b, block * CHANNEL_BLOCK, y, v, g, s, slots, phase, acc_t)
 
     @ti.kernel
     def grad_input2(weights: planes, x1p: rows, target: rows, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import torch
 from torch import Tensor
@@ -54,20 +53,25 @@ def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backw
     if FORCED is None and backward and (channels > MAX_CHANNELS_BACKWARD or 1 in (g.patch_h, g.patch_w)):
         return False
     layout = RowLayout.of(g, height, width)
-    row = max(layout.out_vectors, layout.x2_vectors, layout.grad2_vectors) * LANES
+    row = max(layout.out_vectors, _vectors(width), layout.grad2_vectors) * LANES
     largest = max(_padded_channels(channels) * height * row, g.patch_h * g.patch_w * g.out_h * row)
     return batch * largest <= 2**31 - 1  # Taichi indexes ndarrays with 32-bit ints
 
 
 @dataclasses.dataclass(frozen=True)
 class RowLayout:
-    """Where each padded row keeps which column (offsets in columns, widths in vectors).
+    """Where the kernels find which column (offsets in columns, widths in vectors).
 
-    * ``x2p[X] = input2[X - x2_lead]``: the partner of output column ``w`` at displacement ``pw``
-      is ``x2p[w + lead + step * pw]`` (``step`` is the patch dilation along the row, 1 or -1).  A
-      patch row's starts run from ``first`` to ``last = first + patch_w - 1``; ``first`` is a whole
-      number of vectors, so they fill as few windows as possible.  Input2's gradient is computed in
-      these columns too, ``grad2_vectors`` wide.
+    * Input2 is read in its own columns, in place where its rows are whole vectors (else from a copy
+      padded with zeros to whole vectors): the partner of output column ``w`` at displacement ``pw``
+      is input2 column ``w + offset + step * pw`` (``step`` is the patch dilation along the row, 1 or
+      -1).  A patch row's starts, ``offset + step * pw`` relative to an output vector, are consecutive;
+      the leftmost is ``phase`` columns past a whole vector, so the forward and input1's gradient get
+      ``read_lead = offset - phase``, under which the starts fill as few windows as possible, and add
+      the compile-time ``phase`` when they cut a window from input2's vectors.
+    * Input2's gradient is computed in padded columns, ``grad2_vectors`` wide: column ``X`` is input2
+      column ``X - x2_lead``, and the displacements' starts there are ``lead + step * pw``, running
+      from ``first`` (a whole number of vectors) to ``last = first + patch_w - 1``.
     * ``x1p[w] = input1[w + origin_w]`` (zero where that column is outside the image or ``w`` outside
       the output), ``out_vectors`` wide: the forward and input2's gradient read it at whole vectors.
     """
@@ -75,11 +79,12 @@ class RowLayout:
     out_w: int
     out_vectors: int
     step: int
+    phase: int
+    read_lead: int
     lead: int
     first: int
     last: int
     x2_lead: int
-    x2_vectors: int
     grad2_vectors: int
 
     @classmethod
@@ -87,26 +92,27 @@ class RowLayout:
         step = g.patch_dilation_w
         offset = g.origin_w + g.first_w  # input2 column of output column 0 at displacement 0
         low = offset + min(0, step * (g.patch_w - 1))  # ... at the leftmost displacement
+        phase = low % LANES
         first = _vectors(low) * LANES if low > 0 else 0
         out_vectors = _vectors(g.out_w)
         x2_lead = first - low
         lead = first + offset - low
         last = first + g.patch_w - 1
         grad2_vectors = _vectors(max(last + g.out_w, x2_lead + width))
-        # a window also reads the vector after its start's, hence the + 1
-        x2_vectors = max(out_vectors + last // LANES + 1, _vectors(x2_lead + width))
-        return cls(g.out_w, out_vectors, step, lead, first, last, x2_lead, x2_vectors, grad2_vectors)
+        return cls(g.out_w, out_vectors, step, phase, offset - phase, lead, first, last, x2_lead, grad2_vectors)
 
     def padded_input1(self, x1: Tensor, g: Geometry, dtype: torch.dtype) -> Tensor:
         """``x1p``; ``x1`` itself, not a copy, where it already is ``x1p``."""
         lo, hi = _inside_input1(g, x1.shape[3])
         return _shifted(x1, dtype, g.origin_w, lo, hi, self.out_vectors * LANES, None)
 
-    def padded_input2(self, x2: Tensor, dtype: torch.dtype, channels: int | None = None) -> Tensor:
-        """``x2p`` with ``channels`` channels (the extra ones zero; default: as many as ``x2`` has); ``x2``
-        itself, not a copy, where it already is ``x2p``."""
-        lead = self.x2_lead
-        return _shifted(x2, dtype, -lead, lead, lead + x2.shape[3], self.x2_vectors * LANES, channels)
+    @staticmethod
+    def whole_vector_input2(x2: Tensor, dtype: torch.dtype, channels: int | None = None) -> Tensor:
+        """Input2 with rows of whole vectors (zeros beyond its width) and ``channels`` channels (the
+        extra ones zero; default: as many as ``x2`` has); ``x2`` itself, not a copy, where it already
+        is that."""
+        width = x2.shape[3]
+        return _shifted(x2, dtype, 0, 0, width, _vectors(width) * LANES, channels)
 
     def padded_output_grad(self, grad_out: Tensor, g: Geometry) -> Tensor:
         """The output gradient with rows of whole vectors (zeros beyond ``out_w``)."""
@@ -187,12 +193,12 @@ def forward(x1: Tensor, x2: Tensor, out: Tensor, g: Geometry, scale: float) -> N
     height, width = x1.shape[2:]
     layout = RowLayout.of(g, height, width)
     dtype = out.dtype
-    a, b = layout.padded_input1(x1, g, dtype), layout.padded_input2(x2, dtype)
+    a, b = layout.padded_input1(x1, g, dtype), layout.whole_vector_input2(x2, dtype)
     target = out
     if layout.out_vectors * LANES != g.out_w:
         target = out.new_empty(out.shape[:-1] + (layout.out_vectors * LANES,))
-    _kernels_for(dtype).forward(_rows(a), _rows(b), _rows(target), _struct(g, layout.lead, layout.step), scale,
-                                TAICHI_DTYPES[dtype], _window_slots(g))
+    _kernels_for(dtype).forward(_rows(a), _rows(b), _rows(target), _struct(g, layout.read_lead, layout.step), scale,
+                                TAICHI_DTYPES[dtype], _window_slots(g), layout.phase)
     if target is not out:
         out.copy_(target[..., :g.out_w])
 
@@ -207,29 +213,21 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
     kernels, taichi_dtype = _kernels_for(dtype), TAICHI_DTYPES[dtype]
     padded = _padded_channels(channels)
     weights = _rows(layout.padded_output_grad(grad_out, g))
-    geometry = _struct(g, layout.lead, layout.step)
     slots = _window_slots(g)
     grad1 = grad2 = None
-    scratch = None  # input2's padded copy, once input1's gradient is done with it
     if need1:
         # computed in output columns: target column w is input1 column w + origin_w
         target = grad_out.new_empty((batch, padded, height, layout.out_vectors * LANES))
-        x2p = layout.padded_input2(x2, dtype, padded)
-        kernels.grad_input1(weights, _rows(x2p), _rows(target), geometry, scale, taichi_dtype, slots)
-        if _kernels.separate_memory(x2p, x2):
-            scratch = x2p
+        partner = layout.whole_vector_input2(x2, dtype, padded)
+        kernels.grad_input1(weights, _rows(partner), _rows(target), _struct(g, layout.read_lead, layout.step), scale,
+                            taichi_dtype, slots, layout.phase)
         lo, hi = _inside_input1(g, width)  # input1 column x is output column x - origin_w
         grad1 = _shifted(target, dtype, -g.origin_w, lo + g.origin_w, hi + g.origin_w, width, channels)
     if need2:
-        # computed in input2's padded columns, in the padded copy's memory where that is large enough:
-        # one temporary fewer at the peak, and one that cannot be page-faulted in afresh (a separate
-        # buffer was, in 7 of 12 calls of a PWC level 2 backward loop: 1728 faults each)
-        shape = (batch, channels, height, layout.grad2_vectors * LANES)
-        if scratch is not None and scratch.numel() >= math.prod(shape):
-            target = scratch.view(-1)[:math.prod(shape)].view(shape)
-        else:
-            target = grad_out.new_empty(shape)
+        # computed in input2's padded columns
+        target = grad_out.new_empty((batch, channels, height, layout.grad2_vectors * LANES))
         x1p = layout.padded_input1(x1, g, dtype)
-        kernels.grad_input2(weights, _rows(x1p), _rows(target), geometry, scale, taichi_dtype, slots)
+        kernels.grad_input2(weights, _rows(x1p), _rows(target), _struct(g, layout.lead, layout.step), scale,
+                            taichi_dtype, slots)
         grad2 = _shifted(target, dtype, layout.x2_lead, 0, width, width, channels)
     return grad1, grad2
