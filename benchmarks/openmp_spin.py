@@ -32,10 +32,10 @@ def kernel_launch(name: str):
     g = sampler_geometry(H, W, **params)
     x1, x2 = torch.randn(shape), torch.randn(shape)
     if _op._row_geometry(g, shape) is not None:
-        layout = _row_path.RowLayout.of(g, H, W)
+        layout = _row_path.RowLayout.of(g)
         a, b = layout.padded_input1(x1, g, torch.float32), layout.whole_vector_input2(x2, torch.float32)
         out = torch.empty(g.output_shape(B)[:-1] + (layout.out_vectors * 16,))
-        struct = _row_path._struct(g, layout.read_lead, layout.step)
+        struct = _row_path._struct(g, layout.lead, layout.step)
         rows, slots = _row_path._rows, _row_path._window_slots(g)
         kernel = _row_path._kernels_for(torch.float32).forward
         return lambda: kernel(rows(a), rows(b), rows(out), struct, 1.0, ti.f32, slots, layout.phase), x2

@@ -21,11 +21,9 @@ operation shares the cores with torch's still-spinning OpenMP threads (``openmp_
 The op takes the row path (``_row_path``) for few channels, PWC level 2 among them; for those
 configurations its steps are timed too:
 
-* ``rows: cut input2's gradient``: the copy that cuts input2's gradient from the padded rows it is
-  computed in (a Taichi kernel where rows are whole vectors).  The forward and input1's gradient
-  read the inputs in place where their rows fill whole vectors (PWC level 2's do).
 * ``rows: forward kernel`` / ``rows: grad1 kernel`` / ``rows: grad2 kernel``: the row path's Taichi
-  kernels alone.
+  kernels alone.  Around them the op copies nothing where the inputs' rows fill whole vectors (PWC
+  level 2's do): the kernels read the inputs in place and write the gradients themselves.
 """
 
 import statistics
@@ -81,25 +79,24 @@ def row_steps(g, x1, x2, grad_out) -> dict:
     if _op._row_geometry(g, x1.shape) is None:
         return {}
     B, C, H, W = x1.shape
-    layout = _row_path.RowLayout.of(g, H, W)
+    layout = _row_path.RowLayout.of(g)
     channels = _row_path._padded_channels(C)
     a, b = layout.padded_input1(x1, g, torch.float32), layout.whole_vector_input2(x2, torch.float32)
     b2 = layout.whole_vector_input2(x2, torch.float32, channels)
     weights = layout.padded_output_grad(grad_out, g)
     out = torch.empty(g.output_shape(B)[:-1] + (layout.out_vectors * 16,))
     grad1 = torch.empty(B, channels, H, layout.out_vectors * 16)
-    grad2 = torch.empty(B, C, H, layout.grad2_vectors * 16)
+    grad2 = torch.empty(B, C, H, -(-W // 16) * 16)
     kernels = _row_path._kernels_for(torch.float32)
     rows, slots, phase = _row_path._rows, _row_path._window_slots(g), layout.phase
-    read, struct = _row_path._struct(g, layout.read_lead, layout.step), _row_path._struct(g, layout.lead, layout.step)
+    struct = _row_path._struct(g, layout.lead, layout.step)
     return {
-        "rows: cut input2's gradient": lambda: _row_path._shifted(grad2, torch.float32, layout.x2_lead, 0, W, W, C),
-        "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), read, 1.0, ti.f32, slots,
+        "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), struct, 1.0, ti.f32, slots,
                                                         phase),
-        "rows: grad1 kernel": lambda: kernels.grad_input1(rows(weights), rows(b2), rows(grad1), read, 1.0, ti.f32,
+        "rows: grad1 kernel": lambda: kernels.grad_input1(rows(weights), rows(b2), rows(grad1), struct, 1.0, ti.f32,
                                                           slots, phase),
         "rows: grad2 kernel": lambda: kernels.grad_input2(rows(weights), rows(a), rows(grad2), struct, 1.0, ti.f32,
-                                                          slots),
+                                                          slots, phase),
     }
 
 
@@ -122,7 +119,7 @@ def main() -> None:
         for step, ts in times.items():
             med = statistics.median(ts)
             work = flops if "kernel" in step or step.startswith("op") else 2 * flops
-            copy = step in ("relayout", "pixel-major grad", "rows: cut input2's gradient")
+            copy = step in ("relayout", "pixel-major grad")
             rate_txt = "" if copy else f"  {work / med / 1e6:6.1f} GFLOP/s"
             print(f"  {step:<26}{med:8.1f}{rate_txt}")
 

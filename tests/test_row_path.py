@@ -313,7 +313,7 @@ def test_which_calls_take_the_row_path(shape, cfg, forward, backward):
 def test_row_layout_padding_is_zero_outside_the_image():
     """The padded copies hold the input where the layout says and zeros elsewhere."""
     g = _geometry.sampler_geometry(5, 20, patch_size=(3, 7), padding=(0, 2))
-    layout = _row_path.RowLayout.of(g, 5, 20)
+    layout = _row_path.RowLayout.of(g)
     x = randn(1, 3, 5, 20, seed=1)
     x2p = layout.whole_vector_input2(x, torch.float64, channels=8)
     assert x2p.shape[1] == 8 and x2p.shape[-1] == 2 * _row_path.LANES

@@ -2,11 +2,13 @@
 
 It takes single-tap geometries with column stride 1 and patch dilation 1 or -1 along the row (several
 taps arrive here as per-pixel products), and inputs of at most :data:`MAX_CHANNELS` channels; with more
-channels the channel-vector kernels of :mod:`._kernels` are as fast and need no padded copies.
+channels the channel-vector kernels of :mod:`._kernels` are as fast or faster.
 
 Columns, in one place: output column ``w`` reads input1 column ``w + origin_w`` and, for displacement
-``pw``, input2 column ``w + origin_w + first_w + patch_dilation_w * pw``.  :class:`RowLayout` pads both inputs' rows
-with zeros so that these reads become vector loads at whole-vector offsets plus a shift.
+``pw``, input2 column ``w + origin_w + first_w + patch_dilation_w * pw``.  :class:`RowLayout` says how
+the kernels turn these reads into vector loads at whole-vector offsets plus compile-time shifts: input2
+and its gradient stay in input2's own columns (no copy where its rows are whole vectors), input1 and
+its gradient are taken in output columns.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backw
         return False
     if FORCED is None and backward and (channels > MAX_CHANNELS_BACKWARD or 1 in (g.patch_h, g.patch_w)):
         return False
-    layout = RowLayout.of(g, height, width)
-    row = max(layout.out_vectors, _vectors(width), layout.grad2_vectors) * LANES
+    layout = RowLayout.of(g)
+    row = max(layout.out_vectors, _vectors(width)) * LANES
     largest = max(_padded_channels(channels) * height * row, g.patch_h * g.patch_w * g.out_h * row)
     return batch * largest <= 2**31 - 1  # Taichi indexes ndarrays with 32-bit ints
 
@@ -62,44 +64,29 @@ def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backw
 class RowLayout:
     """Where the kernels find which column (offsets in columns, widths in vectors).
 
-    * Input2 is read in its own columns, in place where its rows are whole vectors (else from a copy
-      padded with zeros to whole vectors): the partner of output column ``w`` at displacement ``pw``
-      is input2 column ``w + offset + step * pw`` (``step`` is the patch dilation along the row, 1 or
-      -1).  A patch row's starts, ``offset + step * pw`` relative to an output vector, are consecutive;
-      the leftmost is ``phase`` columns past a whole vector, so the forward and input1's gradient get
-      ``read_lead = offset - phase``, under which the starts fill as few windows as possible, and add
-      the compile-time ``phase`` when they cut a window from input2's vectors.
-    * Input2's gradient is computed in padded columns, ``grad2_vectors`` wide: column ``X`` is input2
-      column ``X - x2_lead``, and the displacements' starts there are ``lead + step * pw``, running
-      from ``first`` (a whole number of vectors) to ``last = first + patch_w - 1``.
+    * Input2 and its gradient are in input2's own columns: read in place, or computed in the gradient
+      itself, where input2's rows are whole vectors (else in copies padded with zeros to whole vectors).
+      The partner of output column ``w`` at displacement ``pw`` is input2 column ``w + offset + step *
+      pw`` (``step`` is the patch dilation along the row, 1 or -1).  A patch row's starts, ``offset +
+      step * pw`` relative to an output vector, are consecutive; the leftmost is ``phase`` columns past
+      a whole vector, so the kernels get ``lead = offset - phase``, under which the starts fill as few
+      windows as possible, and add the compile-time ``phase`` where they cut a window's vectors.
     * ``x1p[w] = input1[w + origin_w]`` (zero where that column is outside the image or ``w`` outside
-      the output), ``out_vectors`` wide: the forward and input2's gradient read it at whole vectors.
+      the output), ``out_vectors`` wide, as is input1's gradient before it is cut out of it.
     """
 
-    out_w: int
     out_vectors: int
     step: int
     phase: int
-    read_lead: int
     lead: int
-    first: int
-    last: int
-    x2_lead: int
-    grad2_vectors: int
 
     @classmethod
-    def of(cls, g: Geometry, height: int, width: int) -> "RowLayout":
+    def of(cls, g: Geometry) -> "RowLayout":
         step = g.patch_dilation_w
         offset = g.origin_w + g.first_w  # input2 column of output column 0 at displacement 0
         low = offset + min(0, step * (g.patch_w - 1))  # ... at the leftmost displacement
         phase = low % LANES
-        first = _vectors(low) * LANES if low > 0 else 0
-        out_vectors = _vectors(g.out_w)
-        x2_lead = first - low
-        lead = first + offset - low
-        last = first + g.patch_w - 1
-        grad2_vectors = _vectors(max(last + g.out_w, x2_lead + width))
-        return cls(g.out_w, out_vectors, step, phase, offset - phase, lead, first, last, x2_lead, grad2_vectors)
+        return cls(_vectors(g.out_w), step, phase, offset - phase)
 
     def padded_input1(self, x1: Tensor, g: Geometry, dtype: torch.dtype) -> Tensor:
         """``x1p``; ``x1`` itself, not a copy, where it already is ``x1p``."""
@@ -191,13 +178,13 @@ def _window_slots(g: Geometry) -> int:
 def forward(x1: Tensor, x2: Tensor, out: Tensor, g: Geometry, scale: float) -> None:
     """``out`` (contiguous ``(B, PH, PW, oH, oW)`` of the compute dtype) from NCHW inputs."""
     height, width = x1.shape[2:]
-    layout = RowLayout.of(g, height, width)
+    layout = RowLayout.of(g)
     dtype = out.dtype
     a, b = layout.padded_input1(x1, g, dtype), layout.whole_vector_input2(x2, dtype)
     target = out
     if layout.out_vectors * LANES != g.out_w:
         target = out.new_empty(out.shape[:-1] + (layout.out_vectors * LANES,))
-    _kernels_for(dtype).forward(_rows(a), _rows(b), _rows(target), _struct(g, layout.read_lead, layout.step), scale,
+    _kernels_for(dtype).forward(_rows(a), _rows(b), _rows(target), _struct(g, layout.lead, layout.step), scale,
                                 TAICHI_DTYPES[dtype], _window_slots(g), layout.phase)
     if target is not out:
         out.copy_(target[..., :g.out_w])
@@ -208,26 +195,24 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
     """The input gradients (NCHW, compute dtype; ``None`` where not needed) from the output gradient
     ``(B, PH, PW, oH, oW)`` and the NCHW inputs."""
     batch, channels, height, width = x1.shape
-    layout = RowLayout.of(g, height, width)
+    layout = RowLayout.of(g)
     dtype = grad_out.dtype
     kernels, taichi_dtype = _kernels_for(dtype), TAICHI_DTYPES[dtype]
     padded = _padded_channels(channels)
     weights = _rows(layout.padded_output_grad(grad_out, g))
-    slots = _window_slots(g)
+    slots, geometry = _window_slots(g), _struct(g, layout.lead, layout.step)
     grad1 = grad2 = None
     if need1:
         # computed in output columns: target column w is input1 column w + origin_w
         target = grad_out.new_empty((batch, padded, height, layout.out_vectors * LANES))
         partner = layout.whole_vector_input2(x2, dtype, padded)
-        kernels.grad_input1(weights, _rows(partner), _rows(target), _struct(g, layout.read_lead, layout.step), scale,
-                            taichi_dtype, slots, layout.phase)
+        kernels.grad_input1(weights, _rows(partner), _rows(target), geometry, scale, taichi_dtype, slots, layout.phase)
         lo, hi = _inside_input1(g, width)  # input1 column x is output column x - origin_w
         grad1 = _shifted(target, dtype, -g.origin_w, lo + g.origin_w, hi + g.origin_w, width, channels)
     if need2:
-        # computed in input2's padded columns
-        target = grad_out.new_empty((batch, channels, height, layout.grad2_vectors * LANES))
+        # computed in input2's columns, in the gradient itself where input2's rows are whole vectors
+        target = grad_out.new_empty((batch, channels, height, _vectors(width) * LANES))
         x1p = layout.padded_input1(x1, g, dtype)
-        kernels.grad_input2(weights, _rows(x1p), _rows(target), _struct(g, layout.lead, layout.step), scale,
-                            taichi_dtype, slots)
-        grad2 = _shifted(target, dtype, layout.x2_lead, 0, width, width, channels)
+        kernels.grad_input2(weights, _rows(x1p), _rows(target), geometry, scale, taichi_dtype, slots, layout.phase)
+        grad2 = _shifted(target, dtype, 0, 0, width, width, channels)
     return grad1, grad2
