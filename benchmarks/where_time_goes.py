@@ -80,7 +80,7 @@ def row_steps(g, x1, x2, grad_out) -> dict:
         return {}
     B, C, H, W = x1.shape
     layout = _row_path.RowLayout.of(g)
-    channels = _row_path._padded_channels(C)
+    channels = _row_path._padded_channels(C, g)
     a, b = layout.padded_input1(x1, g, torch.float32), layout.whole_vector_input2(x2, torch.float32)
     b2 = layout.whole_vector_input2(x2, torch.float32, channels)
     weights = layout.padded_output_grad(grad_out, g)
@@ -94,7 +94,7 @@ def row_steps(g, x1, x2, grad_out) -> dict:
         "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), struct, 1.0, ti.f32, slots,
                                                         phase),
         "rows: grad1 kernel": lambda: kernels.grad_input1(rows(weights), rows(b2), rows(grad1), struct, 1.0, ti.f32,
-                                                          slots, phase),
+                                                          slots, phase, _row_path._row_kernels.channel_block(slots)),
         "rows: grad2 kernel": lambda: kernels.grad_input2(rows(weights), rows(a), rows(grad2), struct, 1.0, ti.f32,
                                                           slots, phase),
     }

@@ -70,6 +70,7 @@ ROW_CASES = [
     (dict(patch_size=9), (2, 32, 7, 37)),  # PWC-like; rows of 3 vectors, the last one partly padding
     (dict(patch_size=(3, 21), padding=(1, 5)), (1, 5, 6, 40)),  # a patch row over two windows
     (dict(patch_size=(2, 17), padding=(0, 3)), (2, 17, 8, 16)),  # 17 channels: 3 channel tiles
+    (dict(patch_size=(3, 9)), (1, 20, 5, 24)),  # 20 channels: 2 tiles of 16 (9 displacements per window)
     (dict(patch_size=(4, 6), stride=(2, 1), dilation_patch=(3, 1)), (2, 3, 9, 17)),  # row stride, dilated rows
     (dict(patch_size=(5, 7), stride=(2, 1), dilation_patch=(4, 1), padding=(2, 0)), (1, 3, 11, 20)),  # shared rows
     (dict(kernel_size=3, patch_size=7, padding=1), (1, 9, 6, 33)),  # several taps: per-pixel products

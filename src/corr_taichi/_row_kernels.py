@@ -14,7 +14,7 @@ The forward and ``grad_input1`` read input2 in place: where a patch row's starts
 past whole vectors, a tile's slots are cut from three aligned neighbours, at compile-time shifts.
 
 The gradient kernels take one target vector per task.  ``grad_input1`` keeps a block of
-``CHANNEL_BLOCK`` channels' sums in registers over the whole patch, so that each patch row's weights
+a block of channels' sums (:func:`channel_block`) in registers over the whole patch, so that each patch row's weights
 (the output gradient), loaded once, serve the block; ``grad_input2``, whose weights are cut from pairs
 of vectors, cuts them once per patch row for all channels and adds into the target in place.
 Accumulators and weights are Python lists of Taichi vectors: a small Taichi matrix (4 x 16, 9 x 16)
@@ -37,8 +37,15 @@ from types import SimpleNamespace
 from ._kernels import LANES, _output_index
 from ._runtime import ti
 
-#: ``grad_input1`` sums this many channels at a time (its padded copies round the count up).
-CHANNEL_BLOCK = 8
+
+
+def channel_block(slots: int) -> int:
+    """How many channels ``grad_input1`` sums at a time for windows of ``slots`` displacements (its padded
+    copies round the channel count up to a multiple).  Sixteen spread each patch row's weights over
+    more channels, but with more than 11 slots their registers spill (one-process A/B of the kernel
+    against 8, on 32 channels of 96 x 128: 0.88-0.93 of the time at 9 and 11 slots, 0.92 at 7,
+    1.07-1.09 at 3 and 5, 1.03-1.07 at 13 and 16)."""
+    return 16 if 7 <= slots <= 11 else 8
 
 RowGeometry = ti.types.struct(
     stride_h=ti.i32, origin_h=ti.i32, patch_h=ti.i32, patch_dilation_h=ti.i32, first_h=ti.i32,
@@ -164,30 +171,30 @@ def _pair_products(x1: ti.template(), x2: ti.template(), acc_a: ti.template(), a
 
 @ti.func
 def _input1_block(weights: ti.template(), x2: ti.template(), target: ti.template(), b, c, y, v, g: ti.template(),
-                  s, slots: ti.template(), phase: ti.template(), acc_t: ti.template()):
-    """``target[b, c + i, y, v]`` for the ``CHANNEL_BLOCK`` channels from ``c`` (see ``grad_input1``)."""
+                  s, slots: ti.template(), phase: ti.template(), block: ti.template(), acc_t: ti.template()):
+    """``target[b, c + i, y, v]`` for the ``block`` channels from ``c`` (see ``grad_input1``)."""
     height = target.shape[2]
     h = _output_index(y, g.origin_h, 0, 1, g.stride_h, g.out_h)
     k_lo, k_hi = _windows(g)
-    acc = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(CHANNEL_BLOCK))]
+    acc = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(block))]
     for ph in range(g.patch_h):
         y2 = y + g.first_h + ph * g.patch_dilation_h
         if h >= 0 and 0 <= y2 < height:
             for k in range(k_lo, k_hi):
                 w = _slot_weights(weights, b, ph, h, v, k, g, slots, acc_t, False)
                 if v + k >= 0 and v + k + ti.static(2 if phase + slots > LANES else 1) < x2.shape[3]:
-                    _input1_products(x2, acc, w, b, c, y2, v + k, False, slots, phase, acc_t)
+                    _input1_products(x2, acc, w, b, c, y2, v + k, False, slots, phase, block, acc_t)
                 else:
-                    _input1_products(x2, acc, w, b, c, y2, v + k, True, slots, phase, acc_t)
-    for i in ti.static(range(CHANNEL_BLOCK)):
+                    _input1_products(x2, acc, w, b, c, y2, v + k, True, slots, phase, block, acc_t)
+    for i in ti.static(range(block)):
         target[b, c + i, y, v] = acc[i] * s
 
 
 @ti.func
 def _input1_products(x2: ti.template(), acc: ti.template(), w: ti.template(), b, c, y2, j, checked: ti.template(),
-                     slots: ti.template(), phase: ti.template(), acc_t: ti.template()):
+                     slots: ti.template(), phase: ti.template(), block: ti.template(), acc_t: ti.template()):
     """``acc[i] += sum_slot w[slot] * window(slot)`` of channel ``c + i``'s partner vectors from ``j`` on."""
-    for i in ti.static(range(CHANNEL_BLOCK)):
+    for i in ti.static(range(block)):
         first = _partner_vector(x2, b, c + i, y2, j, checked, acc_t)
         second = _partner_vector(x2, b, c + i, y2, j + 1, checked, acc_t)
         third = second
@@ -312,7 +319,7 @@ def row_kernels(dtype) -> SimpleNamespace:
 
     @ti.kernel
     def grad_input1(weights: planes, x2: rows, target: rows, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),
-                    slots: ti.template(), phase: ti.template()):
+                    slots: ti.template(), phase: ti.template(), block: ti.template()):
         """Input1's gradient in output columns: ``target[b, c, y, v] = scale * sum_{ph, pw} weights[b, ph, pw, h,
         v] * x2[b, c, y2, starting at LANES * v + lead + phase + step * pw]`` (``weights`` the output
         gradient, ``h`` the output row of input1 row ``y``, ``y2`` its partner row in patch row ``ph``;
@@ -322,12 +329,12 @@ def row_kernels(dtype) -> SimpleNamespace:
         so that ``x2`` is read in place (one-process A/B on PWC level 2's forward: 0.5-0.7 of the time
         of a padded copy and the kernel).
 
-        One task per target vector; ``CHANNEL_BLOCK`` channels at a time, each summed in its own register
+        One task per target vector; ``block`` channels at a time (:func:`channel_block`), each summed in its own register
         over the whole patch, so that a patch row's weights, loaded once, serve the block."""
         s = ti.cast(scale, acc_t)
         for b, y, v in ti.ndrange(target.shape[0], target.shape[2], target.shape[3]):
-            for block in range(target.shape[1] // CHANNEL_BLOCK):
-                _input1_block(weights, x2, target, b, block * CHANNEL_BLOCK, y, v, g, s, slots, phase, acc_t)
+            for first in range(target.shape[1] // block):
+                _input1_block(weights, x2, target, b, first * block, y, v, g, s, slots, phase, block, acc_t)
 
     @ti.kernel
     def grad_input2(weights: planes, x1p: rows, target: rows, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),

@@ -39,10 +39,10 @@ def _vectors(columns: int) -> int:
     return -(-max(columns, 0) // LANES)
 
 
-def _padded_channels(channels: int) -> int:
+def _padded_channels(channels: int, g: Geometry) -> int:
     """Channels rounded up to whole blocks of ``grad_input1`` (the extra ones are zeros)."""
-    tile = _row_kernels.CHANNEL_BLOCK
-    return -(-channels // tile) * tile
+    block = _row_kernels.channel_block(_window_slots(g))
+    return -(-channels // block) * block
 
 
 def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backward: bool = False) -> bool:
@@ -56,7 +56,7 @@ def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backw
         return False
     layout = RowLayout.of(g)
     row = max(layout.out_vectors, _vectors(width)) * LANES
-    largest = max(_padded_channels(channels) * height * row, g.patch_h * g.patch_w * g.out_h * row)
+    largest = max(_padded_channels(channels, g) * height * row, g.patch_h * g.patch_w * g.out_h * row)
     return batch * largest <= 2**31 - 1  # Taichi indexes ndarrays with 32-bit ints
 
 
@@ -198,7 +198,7 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
     layout = RowLayout.of(g)
     dtype = grad_out.dtype
     kernels, taichi_dtype = _kernels_for(dtype), TAICHI_DTYPES[dtype]
-    padded = _padded_channels(channels)
+    padded = _padded_channels(channels, g)
     weights = _rows(layout.padded_output_grad(grad_out, g))
     slots, geometry = _window_slots(g), _struct(g, layout.lead, layout.step)
     grad1 = grad2 = None
@@ -206,7 +206,8 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
         # computed in output columns: target column w is input1 column w + origin_w
         target = grad_out.new_empty((batch, padded, height, layout.out_vectors * LANES))
         partner = layout.whole_vector_input2(x2, dtype, padded)
-        kernels.grad_input1(weights, _rows(partner), _rows(target), geometry, scale, taichi_dtype, slots, layout.phase)
+        kernels.grad_input1(weights, _rows(partner), _rows(target), geometry, scale, taichi_dtype, slots, layout.phase,
+                            _row_kernels.channel_block(slots))
         lo, hi = _inside_input1(g, width)  # input1 column x is output column x - origin_w
         grad1 = _shifted(target, dtype, -g.origin_w, lo + g.origin_w, hi + g.origin_w, width, channels)
     if need2:
