@@ -67,15 +67,14 @@ def _many_calls(offset):
 def test_kernel_instances_do_not_grow_with_shapes_or_parameters():
     """Taichi compiles per dtype (and a few layout variants), never per shape or parameter set; the
     pixel-tiled gradient kernels also per chunk size (3), the row path's three kernels per
-    displacement count of a window, 1 to 16, its forward and input1's gradient also per phase of the
-    patch row's starts, 0 to 15 (earlier tests in this process may have compiled any of those)."""
+    displacement count of a window, 1 to 16, and phase of the patch row's starts, 0 to 15 (earlier
+    tests in this process may have compiled any of those)."""
     _many_calls(0)
     settled = _compiled_instances()
-    assert settled <= 16 * 2 + 2 * 2 * 3 + 2 * 16 + 2 * 2 * 16 * 16  # (2 window kernels + 4 forward and layout
-    # kernels + 2 row kernels, of which the gradient comes in 2 variants) x 2 dtypes, x Taichi's layout
-    # variants; + the pixel-tiled gradients' 3 chunk sizes x 2 kernels x 2 dtypes; + input2's row gradient
-    # per slot count x 2 dtypes; + the row forward and input1's row gradient per slot count and phase x 2
-    # dtypes
+    assert settled <= 16 * 2 + 2 * 2 * 3 + 3 * 2 * 16 * 16  # (2 window kernels + 4 forward and layout kernels
+    # + 2 row kernels, of which the gradient comes in 2 variants) x 2 dtypes, x Taichi's layout variants; +
+    # the pixel-tiled gradients' 3 chunk sizes x 2 kernels x 2 dtypes; + the 3 row kernels per slot count
+    # and phase x 2 dtypes
     _many_calls(100)
     assert _compiled_instances() == settled
 

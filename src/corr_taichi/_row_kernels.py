@@ -10,11 +10,12 @@ loads vectors only at whole-vector offsets (an ndarray of vectors is assumed ali
 vector is cut from two aligned neighbours, ``lo`` and ``hi``, by :func:`_window` with a compile-time
 shift: one lane shuffle.  The ``LANES`` shifts of one pair of aligned loads are the slots of a tile
 (unrolled, each slot its own accumulator), which covers up to ``LANES`` displacements of a patch row.
-The forward and ``grad_input1`` read input2 in place: where a patch row's starts lie ``phase`` columns
-past whole vectors, a tile's slots are cut from three aligned neighbours, at compile-time shifts.
+The kernels read input2, and write its gradient, in input2's own columns: where a patch row's starts
+lie ``phase`` columns past whole vectors, a tile's slots are cut from three aligned neighbours, at
+compile-time shifts.
 
-The gradient kernels take one target vector per task.  ``grad_input1`` keeps a block of
-a block of channels' sums (:func:`channel_block`) in registers over the whole patch, so that each patch row's weights
+The gradient kernels take one target vector per task.  ``grad_input1`` keeps a block of channels'
+sums (:func:`channel_block`) in registers over the whole patch, so that each patch row's weights
 (the output gradient), loaded once, serve the block; ``grad_input2``, whose weights are cut from pairs
 of vectors, cuts them once per patch row for all channels and adds into the target in place.
 Accumulators and weights are Python lists of Taichi vectors: a small Taichi matrix (4 x 16, 9 x 16)
@@ -27,8 +28,7 @@ products and :func:`._kernels.window_sum`).  The row geometry is a struct of run
 kernel is compiled once per dtype and displacement count of a window (``min(LANES, patch_w)``: windows
 start at whole vectors, so that count is each slot loop's length, and a window holds no slot that is
 not some displacement's, except in the last window, whose extra slots are computed and not stored),
-the forward and ``grad_input1`` also per ``phase`` (0 to ``LANES - 1``; a network's patch sizes and
-paddings use a few).
+and per ``phase`` (0 to ``LANES - 1``; a network's patch sizes and paddings use a few).
 """
 
 import functools
