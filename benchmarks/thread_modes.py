@@ -1,0 +1,80 @@
+"""The row path's two speeds on this machine: both of Taichi's threads at work, or about one thread's.
+
+Run: ``python benchmarks/thread_modes.py`` (output in benchmarks/thread-modes.txt).  PWC level 2's
+forward kernel alone (inputs in place, the same output buffer each call, so no copies and no page
+faults), 60 calls in a process started with one Taichi thread and 60 in one started with two, each
+call's time in ms.  For the two-thread process it also prints, per call, the CPU time each of the
+process's threads spent in it (from ``/proc/self/task/*/schedstat``, in ms) and the CPU that thread
+last ran on: the main thread launches, the workers compute.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+
+def threads_cpu() -> dict[str, tuple[int, int]]:
+    """Per thread of this process: (nanoseconds on a CPU so far, the CPU it last ran on)."""
+    result = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                ns = int(f.read().split()[0])
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                cpu = int(f.read().rsplit(")", 1)[1].split()[36])
+        except (OSError, ValueError, IndexError):
+            continue
+        result[tid] = (ns, cpu)
+    return result
+
+
+def child(threads: int) -> None:
+    import torch
+
+    from corr_taichi import _row_path, _runtime
+    from corr_taichi._geometry import sampler_geometry
+    from corr_taichi._runtime import ti
+    from corr_taichi.bench import CONFIGS
+
+    torch.set_num_threads(threads)
+    _runtime.init("cpu", cpu_max_num_threads=threads)
+    shape, params = CONFIGS["pwc2"]
+    B, C, H, W = shape
+    g = sampler_geometry(H, W, **params)
+    x1, x2 = torch.randn(shape), torch.randn(shape)
+    layout = _row_path.RowLayout.of(g)
+    out = torch.empty(g.output_shape(B))
+    struct, rows = _row_path._struct(g, layout.lead, layout.step), _row_path._rows
+    kernel = _row_path._kernels_for(torch.float32).forward
+
+    def launch():
+        kernel(rows(x1), rows(x2), rows(out), struct, 1.0, ti.f32, _row_path._window_slots(g), layout.phase)
+
+    launch()  # compiles
+    before = threads_cpu()
+    lines = []
+    for _ in range(60):
+        start = time.perf_counter()
+        launch()
+        ms = (time.perf_counter() - start) * 1e3
+        after = threads_cpu()
+        ran = sorted(((ns - before[t][0]) / 1e6, cpu) for t, (ns, cpu) in after.items()
+                     if t in before and ns - before[t][0] > 100_000)
+        before = after
+        lines.append(f"{ms:4.1f}" + ("" if threads == 1 else " [" + " ".join(f"{c:.1f}@{p}" for c, p in ran) + "]"))
+    print(f"{threads} thread(s), ms per call" + ("" if threads == 1 else " [CPU ms of each busy thread @ its CPU]"))
+    for i in range(0, len(lines), 6 if threads > 1 else 15):
+        print("  " + "  ".join(lines[i:i + (6 if threads > 1 else 15)]))
+
+
+def main() -> None:
+    for threads in (1, 2):
+        subprocess.run([sys.executable, __file__, "--child", str(threads)], check=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        child(int(sys.argv[2]))
+    else:
+        main()
