@@ -90,6 +90,25 @@ def _partner_window(a: ti.template(), b: ti.template(), c: ti.template(), slot: 
 
 
 @ti.func
+def _partner_vectors(x2: ti.template(), b, c, y, j, checked: ti.template(), slots: ti.template(), phase: ti.template(),
+                     acc_t: ti.template()):
+    """The aligned vectors ``j``, ``j + 1`` and, where the slots spill into it, ``j + 2`` of ``x2``'s row (the
+    third is the second where they do not), for :func:`_partner_window`."""
+    first = _partner_vector(x2, b, c, y, j, checked, acc_t)
+    second = _partner_vector(x2, b, c, y, j + 1, checked, acc_t)
+    third = second
+    if ti.static(phase + slots > LANES):  # the slots spill into a third vector
+        third = _partner_vector(x2, b, c, y, j + 2, checked, acc_t)
+    return first, second, third
+
+
+@ti.func
+def _vectors_inside(x2: ti.template(), j, slots: ti.template(), phase: ti.template()):
+    """Whether all of :func:`_partner_vectors`' vectors from ``j`` lie inside ``x2``'s rows (no test needed)."""
+    return j >= 0 and j + ti.static(2 if phase + slots > LANES else 1) < x2.shape[3]
+
+
+@ti.func
 def _first_start(g: ti.template()):
     """The smallest of the displacements' starts ``lead + step * pw`` (they are consecutive)."""
     first = g.lead
@@ -152,11 +171,7 @@ def _pair_products(x1: ti.template(), x2: ti.template(), acc_a: ti.template(), a
     """The forward's channel loop for output vector ``v`` and window ``k``: ``acc_a`` from input1 row
     ``ya`` and, for a ``pair``, ``acc_b`` from row ``yb``, both against input2 row ``y2``."""
     for c in range(x1.shape[1]):
-        first = _partner_vector(x2, b, c, y2, v + k, checked, acc_t)
-        second = _partner_vector(x2, b, c, y2, v + k + 1, checked, acc_t)
-        third = second
-        if ti.static(phase + slots > LANES):  # the slots spill into a third vector
-            third = _partner_vector(x2, b, c, y2, v + k + 2, checked, acc_t)
+        first, second, third = _partner_vectors(x2, b, c, y2, v + k, checked, slots, phase, acc_t)
         a = x1[b, c, ya, v]
         if ti.static(pair):
             a2 = x1[b, c, yb, v]
@@ -182,7 +197,7 @@ def _input1_block(weights: ti.template(), x2: ti.template(), target: ti.template
         if h >= 0 and 0 <= y2 < height:
             for k in range(k_lo, k_hi):
                 w = _slot_weights(weights, b, ph, h, v, k, g, slots, acc_t, False)
-                if v + k >= 0 and v + k + ti.static(2 if phase + slots > LANES else 1) < x2.shape[3]:
+                if _vectors_inside(x2, v + k, slots, phase):
                     _input1_products(x2, acc, w, b, c, y2, v + k, False, slots, phase, block, acc_t)
                 else:
                     _input1_products(x2, acc, w, b, c, y2, v + k, True, slots, phase, block, acc_t)
@@ -195,11 +210,7 @@ def _input1_products(x2: ti.template(), acc: ti.template(), w: ti.template(), b,
                      slots: ti.template(), phase: ti.template(), block: ti.template(), acc_t: ti.template()):
     """``acc[i] += sum_slot w[slot] * window(slot)`` of channel ``c + i``'s partner vectors from ``j`` on."""
     for i in ti.static(range(block)):
-        first = _partner_vector(x2, b, c + i, y2, j, checked, acc_t)
-        second = _partner_vector(x2, b, c + i, y2, j + 1, checked, acc_t)
-        third = second
-        if ti.static(phase + slots > LANES):  # the slots spill into a third vector
-            third = _partner_vector(x2, b, c + i, y2, j + 2, checked, acc_t)
+        first, second, third = _partner_vectors(x2, b, c + i, y2, j, checked, slots, phase, acc_t)
         for slot in ti.static(range(slots)):
             acc[i] += w[slot] * _partner_window(first, second, third, slot, phase)
 
@@ -294,7 +305,7 @@ def row_kernels(dtype) -> SimpleNamespace:
                 for v in range(out.shape[4]):
                     acc_a = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(slots))]
                     acc_b = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(slots))]
-                    interior = v + k >= 0 and v + k + ti.static(2 if phase + slots > LANES else 1) < x2.shape[3]
+                    interior = _vectors_inside(x2, v + k, slots, phase)
                     if inside_a and inside_b:
                         if interior:
                             _pair_products(x1, x2, acc_a, acc_b, b, ya, yb, y2, v, k, True, False, slots, phase, acc_t)

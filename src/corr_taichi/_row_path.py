@@ -177,7 +177,6 @@ def _window_slots(g: Geometry) -> int:
 
 def forward(x1: Tensor, x2: Tensor, out: Tensor, g: Geometry, scale: float) -> None:
     """``out`` (contiguous ``(B, PH, PW, oH, oW)`` of the compute dtype) from NCHW inputs."""
-    height, width = x1.shape[2:]
     layout = RowLayout.of(g)
     dtype = out.dtype
     a, b = layout.padded_input1(x1, g, dtype), layout.whole_vector_input2(x2, dtype)
