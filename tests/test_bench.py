@@ -1,6 +1,8 @@
 """The benchmark tool runs end to end and reports what it measured (speed itself is never asserted)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -70,3 +72,17 @@ def test_simple_kernels_only_restores_the_choice():
             assert not _gpu_kernels.tiled(g, 1, 16, 8, 40)
             raise RuntimeError
     assert _gpu_kernels.tiled(g, 1, 16, 8, 40)
+
+
+def test_bench_pins_taichi_threads_on_request(tmp_path):
+    """``--pin-threads`` starts Taichi's CPU runtime pinned (in a process of its own: it restarts
+    Taichi) and says so in the title and the JSON; on another device it is refused."""
+    path = tmp_path / "timings.json"
+    argv = ["-m", "corr_taichi.bench", "--configs", "--shape", "1,3,5,6", "--params", '{"patch_size": 3}',
+            "--impl", "corr_taichi", "--warmup", "0", "--repeats", "1", "--pin-threads", "--json", str(path)]
+    result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(path.read_text())
+    assert payload["pinned_threads"] is True and "(Taichi's pinned)" in payload["title"]
+    with pytest.raises(SystemExit):
+        bench.main(["--device", "cuda", "--pin-threads"])

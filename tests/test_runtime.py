@@ -1,8 +1,11 @@
 """Runtime rules: silent lazy start, a user-initialised runtime respected."""
 
+import os
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 
 def run(code: str) -> subprocess.CompletedProcess:
@@ -75,3 +78,68 @@ def test_explicit_init_and_environment_variable():
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "x64"
     assert "refused: arch must be one of cpu, cuda" in result.stdout
+
+
+# Which of the process's threads run on a single CPU, and how long each has run (Linux's /proc).
+_THREADS = """
+import os
+def single_cpu_threads():
+    out = {}
+    for tid in map(int, os.listdir("/proc/self/task")):
+        cpus = os.sched_getaffinity(tid)
+        if len(cpus) == 1:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                out[tid] = (next(iter(cpus)), int(f.read().split()[0]))
+    return out
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="thread pinning is Linux's, and needs two CPUs to show")
+@pytest.mark.parametrize("how", ["init", "environment"])
+def test_pinned_threads_are_the_workers_one_per_cpu(how):
+    """With pinning requested, Taichi's CPU workers (torch's thread count of them) run one per CPU, and
+    they are the threads that compute: after a large call each has run for a while."""
+    start = ("corr_taichi.init('cpu', pin_threads=True)" if how == "init"
+             else "os.environ['CORR_TAICHI_PIN_THREADS'] = '1'")
+    result = run(
+        _THREADS + f"""
+        import torch, corr_taichi
+        from corr_taichi import reference
+        torch.set_num_threads(2)
+        assert not single_cpu_threads()
+        {start}
+        x1, x2 = torch.randn(4, 32, 48, 64, dtype=torch.float64), torch.randn(4, 32, 48, 64, dtype=torch.float64)
+        out = corr_taichi.correlation(x1, x2, patch_size=9)
+        assert torch.allclose(out, reference.correlation(x1, x2, patch_size=9))
+        before = single_cpu_threads()
+        for _ in range(5):
+            corr_taichi.correlation(x1, x2, patch_size=9)
+        after = single_cpu_threads()
+        print(sorted(cpu for cpu, _ in after.values()), min(after[t][1] - before[t][1] for t in after) > 10**6)
+        """.replace("\n        ", "\n")
+    )
+    assert result.returncode == 0, result.stderr
+    cpus, busy = result.stdout.rsplit("]", 1)
+    assert len(set(eval(cpus + "]"))) == 2 and busy.strip() == "True"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread affinity is read from Linux's /proc")
+def test_threads_are_not_pinned_by_default_and_a_bad_setting_is_refused():
+    result = run(
+        _THREADS + """
+        import os, torch, corr_taichi
+        corr_taichi.correlation(torch.randn(1, 2, 5, 5), torch.randn(1, 2, 5, 5), patch_size=3)
+        print(len(single_cpu_threads()) if len(os.sched_getaffinity(0)) > 1 else 0)
+        from corr_taichi import _runtime
+        os.environ["CORR_TAICHI_PIN_THREADS"] = "yes"
+        try:
+            corr_taichi.init("cpu")
+        except ValueError as e:
+            print("refused:", e)
+        """.replace("\n        ", "\n")
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "0"
+    assert lines[1] == "refused: CORR_TAICHI_PIN_THREADS must be 0 or 1, got 'yes'"

@@ -5,7 +5,9 @@ Rules:
 * otherwise one is started lazily at the first call, on the backend matching the tensors' device
   (cpu -> Taichi's CPU backend, cuda -> Taichi's CUDA backend), or on the backend named by
   :func:`init` or the ``CORR_TAICHI_ARCH`` environment variable;
-* starting it prints nothing (Taichi's banner and start-up line are swallowed).
+* starting it prints nothing (Taichi's banner and start-up line are swallowed);
+* on request (``init(..., pin_threads=True)`` or ``CORR_TAICHI_PIN_THREADS=1``), Taichi's CPU worker
+  threads are pinned one per CPU of the process's affinity set (Linux).
 """
 
 from __future__ import annotations
@@ -66,17 +68,47 @@ def _arch_from_name(name: str):
     return getattr(ti, name)
 
 
-def init(arch: str = "cpu", **taichi_options) -> None:
+def init(arch: str = "cpu", pin_threads: bool = False, **taichi_options) -> None:
     """Start the Taichi runtime explicitly on ``arch`` (one of ``cpu``, ``cuda``, ``vulkan``,
     ``metal``, ``opengl``, ``gpu``), silently.  Extra keyword arguments go to ``ti.init``.
+
+    ``pin_threads`` (Linux, CPU backend): pin Taichi's worker threads one per CPU of the process's
+    affinity set, so that the OS cannot put two of them on one CPU while another idles (a scheduler
+    that packs threads onto few CPUs halved the row kernels' speed on the development machine, see
+    the README).  Off by default: on a machine shared by several such processes it would stack
+    their workers on the same CPUs.
 
     Calling it again restarts Taichi (all Taichi state, the user's included, is reset).
     """
     with _LOCK:
-        _start(_arch_from_name(arch), taichi_options)
+        _start(_arch_from_name(arch), taichi_options, pin_threads)
 
 
-def _start(arch, taichi_options: dict) -> None:
+def _thread_ids() -> set[int]:
+    """This process's thread ids (empty where ``/proc`` is not there)."""
+    try:
+        return {int(tid) for tid in os.listdir("/proc/self/task")}
+    except OSError:
+        return set()
+
+
+def _pin_workers(started: set[int], workers: int) -> None:
+    """Pin Taichi's CPU worker threads, one per CPU of the process's affinity set.  They are the last
+    ``workers`` of the threads ``ti.init`` started (Taichi 1.7 starts its thread pool last, its threads
+    in a row); the others (its compile threads) are left as they are."""
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    for i, tid in enumerate(sorted(started)[-workers:]):
+        try:
+            os.sched_setaffinity(tid, {cpus[i % len(cpus)]})
+        except OSError:  # the thread is gone, or pinning is not allowed here: leave it unpinned
+            pass
+
+
+def _start(arch, taichi_options: dict, pin_threads: bool = False) -> None:
+    # a bad CORR_TAICHI_PIN_THREADS is refused before Taichi restarts
+    pin = arch == ti.cpu and (_pinning_requested() or pin_threads)
     options = dict(
         log_level="error",
         offline_cache=True,
@@ -92,6 +124,7 @@ def _start(arch, taichi_options: dict) -> None:
     options.update(taichi_options)
     previous_skip = os.environ.get("TI_SKIP_VERSION_CHECK")
     os.environ["TI_SKIP_VERSION_CHECK"] = "ON"  # no network look-up behind the user's back
+    before = _thread_ids()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             ti.init(arch=arch, **options)
@@ -100,6 +133,16 @@ def _start(arch, taichi_options: dict) -> None:
             del os.environ["TI_SKIP_VERSION_CHECK"]
         else:
             os.environ["TI_SKIP_VERSION_CHECK"] = previous_skip
+    if pin:
+        _pin_workers(_thread_ids() - before, options["cpu_max_num_threads"])
+
+
+def _pinning_requested() -> bool:
+    """The ``CORR_TAICHI_PIN_THREADS`` environment variable: ``1`` pins, ``0`` or unset does not."""
+    value = os.environ.get("CORR_TAICHI_PIN_THREADS", "0").strip()
+    if value not in ("0", "1", ""):
+        raise ValueError(f"CORR_TAICHI_PIN_THREADS must be 0 or 1, got {value!r}")
+    return value == "1"
 
 
 # Taichi's runtime cannot be used in a process forked after it started (its worker threads do not

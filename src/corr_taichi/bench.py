@@ -26,6 +26,7 @@ import torch
 from . import _gpu_kernels, reference
 from ._geometry import sampler_geometry
 from ._progress import progress_bar
+from ._runtime import init
 from .functional import correlation
 from .stereo import correlation1d, correlation1d_geometry
 
@@ -212,10 +213,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true", help="also time the first configuration at 1/4, 1/2, 1 and 2 times its H and W")
     parser.add_argument("--plot", help="PNG of median time vs size per implementation (needs --sweep and matplotlib)")
     parser.add_argument("--json", help="write all timings as JSON to this path ('-' for stdout)")
+    parser.add_argument("--pin-threads", action="store_true",
+                        help="start Taichi's CPU runtime with its worker threads pinned one per CPU "
+                             "(corr_taichi.init(pin_threads=True); Linux)")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
+    if args.pin_threads:
+        if device.type != "cpu":
+            parser.error("--pin-threads applies to the CPU backend (--device cpu)")
+        init("cpu", pin_threads=True)
     available = implementations()
     impls = {}
     for name in args.impl:
@@ -258,11 +266,13 @@ def main(argv: list[str] | None = None) -> int:
                 sweep.append((shape[2] * shape[3], t))
 
     layout = "channels_last" if args.channels_last else "contiguous (NCHW)"
-    title = (f"{device.type}, {args.dtype} {layout} inputs, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+    threads = f"{torch.get_num_threads()} threads" + (" (Taichi's pinned)" if args.pin_threads else "")
+    title = (f"{device.type}, {args.dtype} {layout} inputs, {threads}, torch {torch.__version__}; "
              f"sgemm {rates[0]:.0f} GFLOP/s, copy {rates[1]:.0f} GB/s; median of {args.repeats} after {args.warmup} warm-up")
     _print_table(results + [t for _, t in sweep], title)
     if args.json:
         payload = {"title": title, "gemm_gflops": rates[0], "copy_gbs": rates[1], "channels_last": args.channels_last,
+                   "pinned_threads": args.pin_threads,
                    "timings": [dict(dataclasses.asdict(t), ratio=t.ratio) for t in results + [t for _, t in sweep]]}
         text = json.dumps(payload, indent=2)
         if args.json == "-":
