@@ -2,10 +2,11 @@
 
 Run: ``python benchmarks/thread_modes.py`` (output in benchmarks/thread-modes.txt).  PWC level 2's
 forward kernel alone (inputs in place, the same output buffer each call, so no copies and no page
-faults), 60 calls in a process started with one Taichi thread and 60 in one started with two, each
-call's time in ms.  For the two-thread process it also prints, per call, the CPU time each of the
-process's threads spent in it (from ``/proc/self/task/*/schedstat``, in ms) and the CPU that thread
-last ran on: the main thread launches, the workers compute.
+faults), 60 calls in a process started with one Taichi thread, 60 in one started with two, and 60 in
+one started with two pinned one per CPU (``corr_taichi.init(pin_threads=True)``), each call's time in
+ms.  For the unpinned two-thread process it also prints, per call, the CPU time each of the process's
+threads spent in it (from ``/proc/self/task/*/schedstat``, in ms) and the CPU that thread last ran on:
+the main thread launches, the workers compute.
 """
 
 import os
@@ -29,7 +30,7 @@ def threads_cpu() -> dict[str, tuple[int, int]]:
     return result
 
 
-def child(threads: int) -> None:
+def child(threads: int, pinned: bool) -> None:
     import torch
 
     from corr_taichi import _row_path, _runtime
@@ -38,7 +39,7 @@ def child(threads: int) -> None:
     from corr_taichi.bench import CONFIGS
 
     torch.set_num_threads(threads)
-    _runtime.init("cpu", cpu_max_num_threads=threads)
+    _runtime.init("cpu", pin_threads=pinned, cpu_max_num_threads=threads)
     shape, params = CONFIGS["pwc2"]
     B, C, H, W = shape
     g = sampler_geometry(H, W, **params)
@@ -62,19 +63,22 @@ def child(threads: int) -> None:
         ran = sorted(((ns - before[t][0]) / 1e6, cpu) for t, (ns, cpu) in after.items()
                      if t in before and ns - before[t][0] > 100_000)
         before = after
-        lines.append(f"{ms:4.1f}" + ("" if threads == 1 else " [" + " ".join(f"{c:.1f}@{p}" for c, p in ran) + "]"))
-    print(f"{threads} thread(s), ms per call" + ("" if threads == 1 else " [CPU ms of each busy thread @ its CPU]"))
-    for i in range(0, len(lines), 6 if threads > 1 else 15):
-        print("  " + "  ".join(lines[i:i + (6 if threads > 1 else 15)]))
+        detail = threads > 1 and not pinned
+        lines.append(f"{ms:4.1f}" + (" [" + " ".join(f"{c:.1f}@{p}" for c, p in ran) + "]" if detail else ""))
+    print(f"{threads} thread(s){', pinned' if pinned else ''}, ms per call"
+          + (" [CPU ms of each busy thread @ its CPU]" if detail else ""))
+    per_line = 6 if detail else 15
+    for i in range(0, len(lines), per_line):
+        print("  " + "  ".join(lines[i:i + per_line]))
 
 
 def main() -> None:
-    for threads in (1, 2):
-        subprocess.run([sys.executable, __file__, "--child", str(threads)], check=True)
+    for threads, pinned in ((1, False), (2, False), (2, True)):
+        subprocess.run([sys.executable, __file__, "--child", str(threads), str(int(pinned))], check=True)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        child(int(sys.argv[2]))
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(int(sys.argv[2]), sys.argv[3] == "1")
     else:
         main()
