@@ -33,25 +33,12 @@ def threads_cpu() -> dict[str, tuple[int, int]]:
 def child(threads: int, pinned: bool) -> None:
     import torch
 
-    from corr_taichi import _row_path, _runtime
-    from corr_taichi._geometry import sampler_geometry
-    from corr_taichi._runtime import ti
-    from corr_taichi.bench import CONFIGS
+    from corr_taichi import _runtime
+    from openmp_spin import kernel_launch  # (this script's folder is on the path)
 
     torch.set_num_threads(threads)
     _runtime.init("cpu", pin_threads=pinned, cpu_max_num_threads=threads)
-    shape, params = CONFIGS["pwc2"]
-    B, C, H, W = shape
-    g = sampler_geometry(H, W, **params)
-    x1, x2 = torch.randn(shape), torch.randn(shape)
-    layout = _row_path.RowLayout.of(g)
-    out = torch.empty(g.output_shape(B))
-    struct, rows = _row_path._struct(g, layout.lead, layout.step), _row_path._rows
-    kernel = _row_path._kernels_for(torch.float32).forward
-
-    def launch():
-        kernel(rows(x1), rows(x2), rows(out), struct, 1.0, ti.f32, _row_path._window_slots(g), layout.phase)
-
+    launch, _ = kernel_launch("pwc2")  # the row path's forward kernel, inputs in place, one output buffer
     launch()  # compiles
     before = threads_cpu()
     lines = []

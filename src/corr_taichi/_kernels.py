@@ -66,8 +66,8 @@ def vector_aligned(t) -> bool:
 
 
 def separate_memory(t, source) -> bool:
-    """Whether ``t`` is a buffer of its own rather than ``source`` (or a view of it): a layout or padded
-    copy the op made, which it may overwrite once done with it."""
+    """Whether ``t`` is a buffer of its own rather than ``source`` (or a view of it): a layout copy the
+    op made, which it may overwrite once done with it."""
     return t.untyped_storage().data_ptr() != source.untyped_storage().data_ptr()
 
 
