@@ -23,7 +23,7 @@ import contextlib
 
 from ._geometry import Geometry
 from ._kernels import GeometryStruct, _flat, _output_index
-from ._runtime import ti
+from ._runtime import locked, ti
 
 #: columns of one tile (one warp wide, so that a warp's loads are coalesced).
 TILE_W = 32
@@ -92,6 +92,9 @@ def _split(index: ti.i32, size: ti.i32):
 
 
 # ------------------------------------------------------------------------------------------ tiled
+
+
+@locked
 
 
 @ti.kernel
@@ -212,6 +215,9 @@ def _accumulate_band(acc: ti.template(), weights: ti.template(), rows: ti.templa
     ti.simt.block.sync()
 
 
+@locked
+
+
 @ti.kernel
 def grad_input1_tiled(
     grad_out: ti.types.ndarray(ndim=1),
@@ -250,6 +256,9 @@ def grad_input1_tiled(
                 _load_partner_band(rows, x2, b, c0, y2, xb0, t, threads, acc_t)
                 _accumulate_band(acc, weights, rows, tx, tc, tx, g.patch_dilation_w)
         _store_block(grad1, acc, b, y, x0 + tx, c0 + tc, scale, acc_t)
+
+
+@locked
 
 
 @ti.kernel
@@ -300,6 +309,9 @@ def grad_input2_tiled(
 # neighbouring addresses.
 
 
+@locked
+
+
 @ti.kernel
 def forward_simple(
     x1: ti.types.ndarray(ndim=4),
@@ -325,6 +337,9 @@ def forward_simple(
         out[_flat(g, b, ph, pw, h, w)] = total * ti.cast(scale, acc_t)
 
 
+@locked
+
+
 @ti.kernel
 def grad_input1_simple(
     grad_out: ti.types.ndarray(ndim=1),
@@ -348,6 +363,9 @@ def grad_input1_simple(
                     if 0 <= xb < width and w >= 0:
                         total += ti.cast(grad_out[_flat(g, b, ph, pw, h, w)], acc_t) * ti.cast(x2[b, c, y2, xb], acc_t)
         grad1[b, c, y, x] = total * ti.cast(scale, acc_t)
+
+
+@locked
 
 
 @ti.kernel

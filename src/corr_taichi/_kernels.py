@@ -39,7 +39,7 @@ every (displacement, kernel tap) that reads it.  No atomics, so results are dete
 import functools
 from types import SimpleNamespace
 
-from ._runtime import ti
+from ._runtime import locked, ti
 
 #: channels per vector: the unit of the kernels' loads and multiply-adds (512 bits of float32).
 LANES = 16
@@ -172,6 +172,9 @@ def _partner_dots(x1: ti.template(), x2: ti.template(), b, y1, xa, y2, start, st
     return dots
 
 
+@locked
+
+
 @ti.kernel
 def window_sum(
     products: ti.types.ndarray(ndim=1),
@@ -240,6 +243,9 @@ def _gather_small_window(grad_out: ti.template(), grad_products: ti.template(), 
             grad_products[base + r + t * g.stride_w] = total * s
 
 
+@locked
+
+
 @ti.kernel
 def window_sum_grad(
     grad_out: ti.types.ndarray(ndim=1),
@@ -296,6 +302,8 @@ def correlation_kernels(dtype) -> SimpleNamespace:
     so each dtype gets its own kernels, built once."""
     vectors = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
 
+    @locked
+
     @ti.kernel
     def forward(
         x1: vectors,
@@ -336,6 +344,8 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                             out[row + (p + q) * plane + w] = total[q] * s
                     p += T
 
+    @locked
+
     @ti.kernel
     def transpose(x: ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=3), out: vectors):
         """``out[b, n // LANES, n % LANES, k][l] = t[b, k * LANES + l, n]`` (zero past ``t``'s ``M`` rows): the
@@ -374,6 +384,8 @@ def gradient_kernels(dtype, vectors: int) -> SimpleNamespace:
     chunk is one load or store in the kernels, which LLVM splits into vector moves at constant offsets
     from one address (per-vector indexing spent three integer instructions on each vector's address)."""
     chunks = ti.types.ndarray(dtype=ti.types.matrix(vectors, LANES, dtype), ndim=4)
+
+    @locked
 
     @ti.kernel
     def grad_input1(
@@ -416,6 +428,8 @@ def gradient_kernels(dtype, vectors: int) -> SimpleNamespace:
                                                                           chunk]
                                                 pw += T
                 grad1[b, y, x, chunk] = acc
+
+    @locked
 
     @ti.kernel
     def grad_input2(

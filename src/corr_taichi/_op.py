@@ -19,7 +19,7 @@ from torch import Tensor
 
 from . import _gpu_kernels, _kernels, _pixel_tile_kernels, _row_path
 from ._geometry import Geometry
-from ._runtime import TAICHI_DTYPES, current_arch_name, ensure_runtime, ti, usable
+from ._runtime import TAICHI_DTYPES, current_arch_name, ensure_runtime, struct, sync, usable
 from .reference import correlation_from_geometry
 
 #: compute (and accumulation) dtype of each input dtype; Taichi has no bfloat16, and half inputs
@@ -97,7 +97,7 @@ def _as_gradients(needed, grads, fmt: torch.memory_format) -> tuple[Tensor, Tens
 def _launch_struct(geometry: Geometry):
     """The kernels' struct of ``geometry``, built once per geometry: building a Taichi struct costs tens
     of microseconds of Python, a launch's largest fixed cost after the launch itself."""
-    return _kernels.GeometryStruct(**dataclasses.asdict(geometry))
+    return struct(_kernels.GeometryStruct, **dataclasses.asdict(geometry))
 
 
 #: the per-pixel products replace the direct form when taps x output pixels reach this many times the
@@ -182,7 +182,7 @@ def _launch(device: torch.device):
         run_device = torch.device("cuda", 0)
         torch.cuda.current_stream(run_device).synchronize()
         yield run_device, False
-        ti.sync()
+        sync()
     else:
         yield torch.device("cpu"), arch in ("x64", "arm64")
 

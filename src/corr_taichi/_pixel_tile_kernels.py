@@ -23,7 +23,7 @@ import functools
 from types import SimpleNamespace
 
 from ._kernels import LANES, GeometryStruct, _flat, _inside, _output_index, _partner_dots, _row_sums
-from ._runtime import ti
+from ._runtime import locked, ti
 
 #: the forward's tile: output pixels x displacements (measured on FlowNetC: 4 x 4 beat 2 x 8 and 8 x 2;
 #: tiles whose product is not a power of two compile to scalar code).
@@ -70,6 +70,8 @@ def forward_kernel(dtype):
     arguments as :func:`._kernels.correlation_kernels`' ``forward``."""
     vectors = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
     P, T = FORWARD_TILE
+
+    @locked
 
     @ti.kernel
     def forward(x1: vectors, x2: vectors, out: ti.types.ndarray(ndim=1), g: GeometryStruct, scale: ti.f64,
@@ -234,6 +236,6 @@ def gradient_kernels(dtype, vectors: int, pixels: int) -> SimpleNamespace:
                         t += 1
 
         gradient.__name__ = gradient.__qualname__ = "grad_input2" if mirror else "grad_input1"
-        return ti.kernel(gradient)
+        return locked(ti.kernel(gradient))
 
     return SimpleNamespace(grad_input1=kernel(False), grad_input2=kernel(True))

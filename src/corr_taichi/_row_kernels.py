@@ -35,7 +35,7 @@ import functools
 from types import SimpleNamespace
 
 from ._kernels import LANES, _output_index
-from ._runtime import ti
+from ._runtime import locked, ti
 
 
 
@@ -270,6 +270,8 @@ def row_kernels(dtype) -> SimpleNamespace:
     rows = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
     planes = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=5)
 
+    @locked
+
     @ti.kernel
     def forward(x1: rows, x2: rows, out: planes, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),
                 slots: ti.template(), phase: ti.template()):
@@ -328,6 +330,8 @@ def row_kernels(dtype) -> SimpleNamespace:
                     if valid_b:
                         _store_windows(out, acc_b, b, p + 1, hb, v, k, s_lo, s_hi, g, s, slots)
 
+    @locked
+
     @ti.kernel
     def grad_input1(weights: planes, x2: rows, target: rows, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),
                     slots: ti.template(), phase: ti.template(), block: ti.template()):
@@ -347,6 +351,8 @@ def row_kernels(dtype) -> SimpleNamespace:
             for first in range(target.shape[1] // block):
                 _input1_block(weights, x2, target, b, first * block, y, v, g, s, slots, phase, block, acc_t)
 
+    @locked
+
     @ti.kernel
     def grad_input2(weights: planes, x1p: rows, target: rows, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),
                     slots: ti.template(), phase: ti.template()):
@@ -365,6 +371,8 @@ def row_kernels(dtype) -> SimpleNamespace:
         s = ti.cast(scale, acc_t)
         for b, y, v in ti.ndrange(target.shape[0], target.shape[2], target.shape[3]):
             _input2_vector(weights, x1p, target, b, y, v, g, s, slots, phase, acc_t)
+
+    @locked
 
     @ti.kernel
     def shifted_rows(x: rows, out: rows, shift: ti.i32, lo: ti.i32, hi: ti.i32):

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from . import _kernels, _row_kernels
 from ._geometry import Geometry
-from ._runtime import TAICHI_DTYPES
+from ._runtime import TAICHI_DTYPES, struct
 
 LANES = _kernels.LANES
 
@@ -155,8 +155,8 @@ def _nchw_rows(x: Tensor, dtype: torch.dtype) -> Tensor:
 @functools.lru_cache(maxsize=_kernels.STRUCT_CACHE_SIZE)
 def _struct(g: Geometry, lead: int, step: int):
     """The row kernels' struct, built once per geometry (see :func:`._op._launch_struct`)."""
-    return _row_kernels.RowGeometry(
-        stride_h=g.stride_h, origin_h=g.origin_h, patch_h=g.patch_h, patch_dilation_h=g.patch_dilation_h,
+    return struct(
+        _row_kernels.RowGeometry, stride_h=g.stride_h, origin_h=g.origin_h, patch_h=g.patch_h, patch_dilation_h=g.patch_dilation_h,
         first_h=g.first_h, out_h=g.out_h, patch_w=g.patch_w, lead=lead, step=step,
     )
 

@@ -7,7 +7,10 @@ Rules:
   :func:`init` or the ``CORR_TAICHI_ARCH`` environment variable;
 * starting it prints nothing (Taichi's banner and start-up line are swallowed);
 * on request (``init(..., pin_threads=True)`` or ``CORR_TAICHI_PIN_THREADS=1``), Taichi's CPU worker
-  threads are pinned one per CPU of the process's affinity set (Linux).
+  threads are pinned one per CPU of the process's affinity set (Linux);
+* any number of Python threads may call the layer: what Taichi cannot do concurrently (start the
+  runtime, compile a kernel on its first call, launch one, synchronise) holds :data:`LOCK`, one
+  reentrant lock, and nothing else does, so the torch work around the launches runs in parallel.
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ import warnings
 
 import torch
 
-_LOCK = threading.Lock()
+#: Held for everything Taichi's front end and runtime cannot do from two threads at once: starting the
+#: runtime, and each kernel call (which compiles the kernel on its first call with new template
+#: arguments, then launches it).  A forked child gets a fresh one (see :func:`_after_fork_in_child`), so
+#: the names below look it up at each use.
+LOCK = threading.RLock()
 _ARCH_NAMES = ("cpu", "cuda", "vulkan", "metal", "opengl", "gpu")
 
 
@@ -47,6 +54,43 @@ ti = _import_taichi()
 
 #: the Taichi scalar type of each torch dtype the kernels compute in.
 TAICHI_DTYPES = {torch.float32: ti.f32, torch.float64: ti.f64}
+
+
+class locked:
+    """A Taichi kernel whose every call holds :data:`LOCK`.  Stack it on ``@ti.kernel`` (which inspects
+    its caller's frame, so it must stay the decorator applied first)::
+
+        @locked
+        @ti.kernel
+        def add(x: ti.types.ndarray(), y: ti.types.ndarray()): ...
+
+    Attribute look-ups reach the Taichi kernel itself."""
+
+    __slots__ = ("kernel",)
+
+    def __init__(self, kernel) -> None:
+        self.kernel = kernel
+
+    def __call__(self, *args):
+        with LOCK:
+            return self.kernel(*args)
+
+    def __getattr__(self, name: str):
+        return getattr(self.kernel, name)
+
+
+def struct(struct_type, **fields):
+    """A value of the Taichi struct type ``struct_type``, for a kernel argument.  Built under :data:`LOCK`:
+    Taichi's flag for "inside a kernel" is process-wide, and while another thread compiles a kernel a
+    struct built here would come out as an expression of that kernel."""
+    with LOCK:
+        return struct_type(**fields)
+
+
+def sync() -> None:
+    """Wait for the Taichi work launched so far (``ti.sync()`` under :data:`LOCK`)."""
+    with LOCK:
+        ti.sync()
 
 
 def is_initialised() -> bool:
@@ -80,7 +124,7 @@ def init(arch: str = "cpu", pin_threads: bool = False, **taichi_options) -> None
 
     Calling it again restarts Taichi (all Taichi state, the user's included, is reset).
     """
-    with _LOCK:
+    with LOCK:
         _start(_arch_from_name(arch), taichi_options, pin_threads)
 
 
@@ -107,6 +151,8 @@ def _pin_workers(started: set[int], workers: int) -> None:
 
 
 def _start(arch, taichi_options: dict, pin_threads: bool = False) -> None:
+    """``ti.init`` with this package's options, silently, then the root struct built on this thread
+    (:func:`_materialise`).  Called with :data:`LOCK` held."""
     # a bad CORR_TAICHI_PIN_THREADS is refused before Taichi restarts
     pin = arch == ti.cpu and (_pinning_requested() or pin_threads)
     options = dict(
@@ -125,10 +171,14 @@ def _start(arch, taichi_options: dict, pin_threads: bool = False) -> None:
     previous_skip = os.environ.get("TI_SKIP_VERSION_CHECK")
     os.environ["TI_SKIP_VERSION_CHECK"] = "ON"  # no network look-up behind the user's back
     before = _thread_ids()
+    global _STARTING
+    _STARTING = True
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             ti.init(arch=arch, **options)
+        _materialise()
     finally:
+        _STARTING = False
         if previous_skip is None:
             del os.environ["TI_SKIP_VERSION_CHECK"]
         else:
@@ -145,15 +195,32 @@ def _pinning_requested() -> bool:
     return value == "1"
 
 
+def _materialise() -> None:
+    """Build Taichi's root struct module now, if no kernel has run yet.  Taichi does this at the first
+    kernel launch, and its LLVM backends (CPU, CUDA) allow it only on the thread that called
+    ``ti.init``: a first launch from another thread fails.  Called with :data:`LOCK` held."""
+    runtime = ti.lang.impl.get_runtime()
+    if not runtime.materialized:
+        runtime.materialize()
+
+
+def _materialised() -> bool:
+    return ti.lang.impl.get_runtime().materialized
+
+
 # Taichi's runtime cannot be used in a process forked after it started (its worker threads do not
 # exist in the child, and Taichi allows one runtime per process): such a child computes with the
-# pure-PyTorch implementation instead of hanging.
+# pure-PyTorch implementation instead of hanging.  The same holds for a child forked while another
+# thread was starting the runtime.
 _FORKED_AFTER_START = False
+_STARTING = False
 
 
 def _after_fork_in_child() -> None:
-    global _FORKED_AFTER_START
-    _FORKED_AFTER_START = _FORKED_AFTER_START or is_initialised()
+    global _FORKED_AFTER_START, LOCK
+    _FORKED_AFTER_START = _FORKED_AFTER_START or _STARTING or is_initialised()
+    # the parent's lock may have been held by one of its other threads, which do not exist here
+    LOCK = threading.RLock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -165,11 +232,13 @@ def usable() -> bool:
 
 
 def ensure_runtime(device: torch.device) -> None:
-    """Make sure a Taichi runtime exists before a kernel launch on tensors of ``device``."""
-    if is_initialised():
+    """Make sure a Taichi runtime exists, ready for kernel launches from any thread, before a launch on
+    tensors of ``device``."""
+    if is_initialised() and _materialised():
         return
-    with _LOCK:
+    with LOCK:
         if is_initialised():
+            _materialise_user_runtime()
             return
         requested = os.environ.get("CORR_TAICHI_ARCH")
         if requested:
@@ -179,3 +248,18 @@ def ensure_runtime(device: torch.device) -> None:
         else:
             arch = ti.cpu
         _start(arch, {})
+
+
+def _materialise_user_runtime() -> None:
+    """:func:`_materialise` for a runtime the user started with ``ti.init`` and has not launched a kernel
+    on yet.  This works on the thread that called ``ti.init``; elsewhere Taichi refuses, with an
+    assertion, and the error says what to do."""
+    try:
+        _materialise()
+    except RuntimeError as error:
+        raise RuntimeError(
+            "corr_taichi: the Taichi runtime was started with ti.init() on another thread and has not run a "
+            "kernel yet; Taichi's CPU and CUDA backends must run their first kernel on the thread that called "
+            "ti.init(). Make one call of the layer (or ti.sync()) on that thread first, or let corr_taichi "
+            "start the runtime itself (corr_taichi.init(...) instead of ti.init(...))"
+        ) from error
