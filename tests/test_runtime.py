@@ -1,15 +1,11 @@
 """Runtime rules: silent lazy start, a user-initialised runtime respected."""
 
 import os
-import subprocess
 import sys
-import textwrap
 
 import pytest
 
-
-def run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+from .fresh import run
 
 
 def test_normal_use_prints_and_warns_nothing():
