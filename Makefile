@@ -18,9 +18,14 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m corr_taichi.demo --out demo-output
 
+# The suite runs in a random order (pytest-randomly), so that a test passing only after another shows up.
+# The seed is printed; rerun an order with `make test SEED=N`.
+SEED ?= $(shell $(PYTHON) -c "import random; print(random.randrange(10**6))")
+
 test: setup
-	$(PY) -m pytest -q
-	scripts/test_vulkan.sh $(PY)
+	@echo "test order seed: $(SEED) (rerun this order: make test SEED=$(SEED))"
+	$(PY) -m pytest -q -p randomly --randomly-seed=$(SEED)
+	scripts/test_vulkan.sh $(PY) $(SEED)
 
 bench: setup
 	$(PY) -m corr_taichi.bench

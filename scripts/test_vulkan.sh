@@ -4,6 +4,7 @@
 # lavapipe provides a Vulkan device on the CPU: apt-get install mesa-vulkan-drivers libvulkan1.
 set -euo pipefail
 PY=${1:-.venv/bin/python}
+SEED=${2:-$RANDOM}  # the test order (pytest-randomly)
 if ! ENABLE_TAICHI_HEADER_PRINT=0 "$PY" -c \
     "import sys, taichi as ti; sys.exit(0 if ti.lang.misc.is_arch_supported(ti.vulkan) else 1)" 2>/dev/null
 then
@@ -11,5 +12,6 @@ then
     exit 0
 fi
 echo "Vulkan pass: tests/test_core.py tests/test_gpu_tiles.py tests/test_compat.py tests/test_stereo.py and the split calls with CORR_TAICHI_ARCH=vulkan"
-CORR_TAICHI_ARCH=vulkan "$PY" -m pytest -q tests/test_core.py tests/test_gpu_tiles.py tests/test_compat.py tests/test_stereo.py \
+echo "Vulkan pass test order seed: $SEED"
+CORR_TAICHI_ARCH=vulkan "$PY" -m pytest -q -p randomly --randomly-seed="$SEED" tests/test_core.py tests/test_gpu_tiles.py tests/test_compat.py tests/test_stereo.py \
     "tests/test_reliability.py::test_calls_split_below_the_index_limit_match_the_reference"
