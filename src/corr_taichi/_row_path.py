@@ -26,8 +26,8 @@ from ._runtime import TAICHI_DTYPES, struct
 LANES = _kernels.LANES
 
 #: the row path serves inputs of up to this many channels; its backward, fewer channels and patches
-#: of several rows and columns.  Beyond, the channel-vector kernels are as fast or faster
-#: (``benchmarks/row_vs_channel_vectors.py``).
+#: of several columns (one-row patches included: ``benchmarks/one_row_patch_backward.py``).  Beyond, the
+#: channel-vector kernels are as fast or faster (``benchmarks/row_vs_channel_vectors.py``).
 MAX_CHANNELS = 256
 MAX_CHANNELS_BACKWARD = 128
 #: ``True`` or ``False`` overrides the rule above (tests run each geometry on both CPU paths).
@@ -52,7 +52,7 @@ def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backw
         return False
     if FORCED is None and channels > MAX_CHANNELS:
         return False
-    if FORCED is None and backward and (channels > MAX_CHANNELS_BACKWARD or 1 in (g.patch_h, g.patch_w)):
+    if FORCED is None and backward and (channels > MAX_CHANNELS_BACKWARD or g.patch_w == 1):
         return False
     layout = RowLayout.of(g)
     row = max(layout.out_vectors, _vectors(width)) * LANES
