@@ -126,3 +126,68 @@ def correlation1d(left, right, max_disp, kernel_size=1, stride=1, padding=0, dil
                                 total += float(np.dot(left[b, :, y, x], right[b, :, y, x - d]))
                     out[b, k, h, w] = total
     return out
+
+
+def groupwise_correlation1d(left, right, max_disp, groups, **kwargs):
+    """Group-wise correlation: per group of C/G channels, correlation1d divided by C/G: (B, G, D, oH, oW)."""
+    left = np.asarray(left, dtype=np.float64)
+    right = np.asarray(right, dtype=np.float64)
+    per = left.shape[1] // groups
+    return np.stack([correlation1d(left[:, g * per:(g + 1) * per], right[:, g * per:(g + 1) * per], max_disp,
+                                   **kwargs) / per for g in range(groups)], axis=1)
+
+
+def volume_lookup1d(volume, coords, radius):
+    """Linear sampling of each pixel's row volume[b, h, w, :] at coords[b, h, w] + k, k = -R..R, zero outside
+    the row: (B, 2R + 1, H, W1)."""
+    volume = np.asarray(volume, dtype=np.float64)
+    coords = np.asarray(coords, dtype=np.float64)
+    B, H, W1, W2 = volume.shape
+
+    def at(b, h, w, q):
+        return volume[b, h, w, q] if 0 <= q < W2 else 0.0
+
+    out = np.zeros((B, 2 * radius + 1, H, W1))
+    for b in range(B):
+        for h in range(H):
+            for w in range(W1):
+                for k in range(-radius, radius + 1):
+                    p = coords[b, h, w] + k
+                    q = math.floor(p)
+                    t = p - q
+                    out[b, k + radius, h, w] = (1 - t) * at(b, h, w, q) + t * at(b, h, w, q + 1)
+    return out
+
+
+def correlation_lookup1d(fmap1, fmap2, coords, radius, scale):
+    """volume_lookup1d of the row volume scale * <fmap1[b, :, h, x1], fmap2[b, :, h, x2]>."""
+    fmap1 = np.asarray(fmap1, dtype=np.float64)
+    fmap2 = np.asarray(fmap2, dtype=np.float64)
+    B, C, H, W1 = fmap1.shape
+    W2 = fmap2.shape[3]
+    volume = np.zeros((B, H, W1, W2))
+    for b in range(B):
+        for h in range(H):
+            for x1 in range(W1):
+                for x2 in range(W2):
+                    volume[b, h, x1, x2] = scale * float(np.dot(fmap1[b, :, h, x1], fmap2[b, :, h, x2]))
+    return volume_lookup1d(volume, coords, radius)
+
+
+def volume_lookup1d_coords_grad(volume, coords, radius, grad_out):
+    """d/dx of sum_k grad_out[k] * lookup(x + k): sum_k grad_out[k] * (V(q_k + 1) - V(q_k)), q_k = floor(x + k)
+    (at an integer, the derivative from the right)."""
+    volume = np.asarray(volume, dtype=np.float64)
+    B, H, W1, W2 = volume.shape
+
+    def at(b, h, w, q):
+        return volume[b, h, w, q] if 0 <= q < W2 else 0.0
+
+    grad = np.zeros((B, H, W1))
+    for b in range(B):
+        for h in range(H):
+            for w in range(W1):
+                for k in range(-radius, radius + 1):
+                    q = math.floor(float(coords[b, h, w]) + k)
+                    grad[b, h, w] += float(grad_out[b, k + radius, h, w]) * (at(b, h, w, q + 1) - at(b, h, w, q))
+    return grad

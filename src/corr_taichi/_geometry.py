@@ -155,6 +155,53 @@ def check_inputs(input1, input2, api: str = "correlation") -> None:
         )
 
 
+def _check_tensor(t, name: str, shape: str, api: str) -> None:
+    """``t`` is a tensor of a supported floating dtype with as many dimensions as ``shape`` names."""
+    dims = shape.count(",") + 1
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{api}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != dims:
+        raise ValueError(f"{api}: {name} must be a {dims}-D tensor {shape}, got {t.dim()}-D of shape {tuple(t.shape)}")
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{api}: {name} must have dtype float16, bfloat16, float32 or float64, got {t.dtype}")
+
+
+def _check_same_device(api: str, **tensors: torch.Tensor) -> None:
+    devices = {t.device for t in tensors.values()}
+    if len(devices) > 1:
+        raise ValueError(f"{api}: {', '.join(tensors)} must be on one device, got "
+                         f"{', '.join(str(t.device) for t in tensors.values())}")
+
+
+def check_lookup1d(fmap1, fmap2, coords, radius, api: str) -> int:
+    """Validate a 1-D lookup on feature maps; returns the radius.  ``fmap1`` ``(B, C, H, W1)``, ``fmap2``
+    ``(B, C, H, W2)`` of the same dtype, ``coords`` ``(B, H, W1)``."""
+    _check_tensor(fmap1, "fmap1", "(B, C, H, W1)", api)
+    _check_tensor(fmap2, "fmap2", "(B, C, H, W2)", api)
+    _check_tensor(coords, "coords", "(B, H, W1)", api)
+    if fmap1.shape[:3] != fmap2.shape[:3]:
+        raise ValueError(f"{api}: fmap1 and fmap2 must agree in B, C and H, got {tuple(fmap1.shape)} and "
+                         f"{tuple(fmap2.shape)}")
+    if fmap1.dtype != fmap2.dtype:
+        raise TypeError(f"{api}: fmap1 and fmap2 must have the same dtype, got {fmap1.dtype} and {fmap2.dtype}")
+    want = (fmap1.shape[0], fmap1.shape[2], fmap1.shape[3])
+    if tuple(coords.shape) != want:
+        raise ValueError(f"{api}: coords must have shape (B, H, W1) = {want}, got {tuple(coords.shape)}")
+    _check_same_device(api, fmap1=fmap1, fmap2=fmap2, coords=coords)
+    return as_int(radius, f"{api}: radius", 0)
+
+
+def check_volume_lookup1d(volume, coords, radius, api: str) -> int:
+    """Validate a 1-D lookup in a volume ``(B, H, W1, W2)`` at ``coords`` ``(B, H, W1)``; returns the radius."""
+    _check_tensor(volume, "volume", "(B, H, W1, W2)", api)
+    _check_tensor(coords, "coords", "(B, H, W1)", api)
+    if tuple(coords.shape) != tuple(volume.shape[:3]):
+        raise ValueError(f"{api}: coords must have shape (B, H, W1) = {tuple(volume.shape[:3])}, got "
+                         f"{tuple(coords.shape)}")
+    _check_same_device(api, volume=volume, coords=coords)
+    return as_int(radius, f"{api}: radius", 0)
+
+
 def _check_output(out_h: int, out_w: int, height: int, width: int, api: str, what: str) -> None:
     if out_h < 1 or out_w < 1:
         raise ValueError(

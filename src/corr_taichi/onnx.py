@@ -1,9 +1,10 @@
 """ONNX export: the registered op decomposed into standard ONNX operators.
 
 ONNX has no correlation operator, so a model containing the layer is exported through
-``torch.export`` with the op replaced by its pure-PyTorch decomposition
-(:func:`corr_taichi.reference.correlation_from_geometry`: Pad, Mul, ReduceSum, Concat and a grouped
-Conv for the kernel window).  onnxruntime, TensorRT and friends run the result without a plugin.
+``torch.export`` with each op replaced by its pure-PyTorch decomposition (:mod:`corr_taichi.reference`):
+the correlation (and so ``correlation1d`` and ``groupwise_correlation1d``) as Pad, Mul, ReduceSum,
+Concat and a grouped Conv for the kernel window; the 1-D lookups as Floor, GatherElements and the
+blend.  onnxruntime, TensorRT and friends run the result without a plugin.
 
 Example:
     >>> import torch, corr_taichi, corr_taichi.onnx
@@ -19,21 +20,35 @@ from typing import Any
 
 import torch
 
-from . import _op  # noqa: F401  (registers torch.ops.corr_taichi.*)
+from . import _lookup1d, _op  # noqa: F401  (register torch.ops.corr_taichi.*)
 from ._geometry import Geometry
-from .reference import correlation_from_geometry
+from .reference import correlation_from_geometry, correlation_lookup1d, volume_lookup1d
+
+
+def _compute(t: torch.Tensor) -> torch.dtype:
+    return torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
 
 
 def _decomposed(input1: torch.Tensor, input2: torch.Tensor, geometry, scale: float) -> torch.Tensor:
-    dtype = input1.dtype
-    compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    compute = _compute(input1)
     out = correlation_from_geometry(input1.to(compute), input2.to(compute), Geometry.from_list(geometry), scale)
-    return out.to(dtype)
+    return out.to(input1.dtype)
+
+
+def _volume_lookup1d(volume: torch.Tensor, coords: torch.Tensor, radius: int) -> torch.Tensor:
+    return volume_lookup1d(volume.to(_compute(volume)), coords, radius).to(volume.dtype)
+
+
+def _correlation_lookup1d(fmap1, fmap2, coords, radius: int, scale: float) -> torch.Tensor:
+    compute = _compute(fmap1)
+    return correlation_lookup1d(fmap1.to(compute), fmap2.to(compute), coords, radius, scale).to(fmap1.dtype)
 
 
 def decompositions() -> dict:
-    """Decomposition table replacing the op with standard PyTorch operators."""
-    return {torch.ops.corr_taichi.correlation.default: _decomposed}
+    """Decomposition table replacing the ops with standard PyTorch operators."""
+    ops = torch.ops.corr_taichi
+    return {ops.correlation.default: _decomposed, ops.volume_lookup1d.default: _volume_lookup1d,
+            ops.correlation_lookup1d.default: _correlation_lookup1d}
 
 
 def export(model: torch.nn.Module, args: tuple, f: Any = None, **onnx_kwargs):

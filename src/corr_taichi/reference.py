@@ -76,3 +76,45 @@ def correlation1d(left: Tensor, right: Tensor, max_disp: int, kernel_size: IntPa
     g = correlation1d_geometry(left.shape[2], left.shape[3], max_disp, kernel_size, stride, padding, dilation,
                                both_directions, api="reference.correlation1d")
     return correlation_from_geometry(left, right, g).view(left.shape[0], g.patch_w, g.out_h, g.out_w)
+
+
+def _lookup_columns(coords: Tensor, radius: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """For coordinates ``(B, H, W1)``: the ``2R + 2`` column indices ``floor(x) - R + j`` (clamped into the
+    row, ``(B, H, W1, 2R + 2)``), which of them lie inside it, and the blend weight ``t = x - floor(x)``
+    (zero for coordinates so far outside that no column is inside, as in the kernels)."""
+    p0 = torch.floor(coords)
+    outside = (p0 < -2 * radius - 2) | (p0 > width + radius + 1)
+    t = torch.where(outside, torch.zeros_like(coords), coords - p0)
+    p0 = torch.where(outside, torch.full_like(p0, -2 * radius - 2), p0)
+    columns = p0.to(torch.int64).unsqueeze(-1) - radius + torch.arange(2 * radius + 2, device=coords.device)
+    inside = (columns >= 0) & (columns < width)
+    return columns.clamp(0, max(width - 1, 0)), inside, t
+
+
+def _blend(values: Tensor, t: Tensor) -> Tensor:
+    """``(1 - t) v[k] + t v[k + 1]`` for ``k = 0..2R``, from ``(B, H, W1, 2R + 2)`` to ``(B, 2R + 1, H, W1)``."""
+    t = t.unsqueeze(-1)
+    return ((1 - t) * values[..., :-1] + t * values[..., 1:]).permute(0, 3, 1, 2)
+
+
+def volume_lookup1d(volume: Tensor, coords: Tensor, radius: int) -> Tensor:
+    """Same result as :func:`corr_taichi.volume_lookup1d`, in plain PyTorch (gather and blend)."""
+    columns, inside, t = _lookup_columns(coords.to(volume.dtype), radius, volume.shape[3])
+    if volume.shape[3] == 0:
+        return volume.new_zeros(volume.shape[0], 2 * radius + 1, *volume.shape[1:3])
+    values = volume.gather(3, columns) * inside
+    return _blend(values, t)
+
+
+def correlation_lookup1d(fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius: int, scale: float = 1.0) -> Tensor:
+    """Same result as :func:`corr_taichi.correlation_lookup1d`, in plain PyTorch: the ``2R + 2`` columns of
+    ``fmap2`` around each coordinate gathered, their dot products with ``fmap1``, blended."""
+    batch, channels, height, width = fmap1.shape
+    columns, inside, t = _lookup_columns(coords.to(fmap1.dtype), radius, fmap2.shape[3])
+    if fmap2.shape[3] == 0:
+        return fmap1.new_zeros(batch, 2 * radius + 1, height, width)
+    rows2 = fmap2.permute(0, 2, 3, 1)  # (B, H, W2, C)
+    index = columns.reshape(batch, height, -1, 1).expand(-1, -1, -1, channels)  # (B, H, W1 * (2R + 2), C)
+    partners = rows2.gather(2, index).view(batch, height, width, -1, channels)
+    values = (partners * fmap1.permute(0, 2, 3, 1).unsqueeze(3)).sum(-1) * inside
+    return _blend(values, t) * scale

@@ -2,7 +2,9 @@
 
 * :mod:`corr_taichi.compat.spatial_correlation_sampler` -- the PyPI ``spatial_correlation_sampler``;
 * :mod:`corr_taichi.compat.flownet2` -- NVIDIA flownet2-pytorch's ``correlation_package``;
-* :mod:`corr_taichi.compat.mmcv` -- ``mmcv.ops.Correlation``.
+* :mod:`corr_taichi.compat.mmcv` -- ``mmcv.ops.Correlation``;
+* :mod:`corr_taichi.compat.gwcnet` -- GwcNet's ``groupwise_correlation`` and ``build_gwc_volume``;
+* :mod:`corr_taichi.compat.corr_sampler` -- RAFT-Stereo's ``corr_sampler`` CUDA extension.
 
 :func:`install_aliases` makes existing model code that imports the originals run unchanged.
 """
@@ -18,12 +20,14 @@ ALIASES = {
     "spatial_correlation_sampler": "corr_taichi.compat.spatial_correlation_sampler",
     "correlation_package": "corr_taichi.compat._correlation_package",
     "correlation_package.correlation": "corr_taichi.compat.flownet2",
+    "corr_sampler": "corr_taichi.compat.corr_sampler",
 }
 
 
 def install_aliases() -> dict[str, types.ModuleType]:
-    """Make ``import spatial_correlation_sampler`` and ``from correlation_package.correlation import
-    Correlation`` resolve to this package's drop-ins (for this Python process).
+    """Make ``import spatial_correlation_sampler``, ``from correlation_package.correlation import
+    Correlation`` and ``import corr_sampler`` (RAFT-Stereo) resolve to this package's drop-ins (for this
+    Python process).
 
     Call it once, before the model code is imported.  A module of the same name that is already
     imported is replaced.  Returns the installed aliases.

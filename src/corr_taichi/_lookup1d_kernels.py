@@ -1,0 +1,195 @@
+"""Taichi kernels of the 1-D lookup (RAFT-Stereo's correlation lookup), for every backend.
+
+A lookup samples, for each pixel ``(b, h, w)`` of the left image, a row of correlations linearly at the
+``2R + 1`` positions ``x + k`` (``k = -R..R``) around that pixel's coordinate ``x``, with zeros outside
+the row.  All ``2R + 1`` positions share one fractional part ``t = x - floor(x)``, so the lookup reads
+the ``2R + 2`` whole columns ``floor(x) - R + j`` (``j = 0..2R+1``) once and blends neighbours:
+
+    out[k] = (1 - t) * v[k] + t * v[k + 1]
+
+where ``v[j]`` is a column of a precomputed volume (``(B, H, W1, W2)``, :func:`volume_kernels`) or the
+dot product of the two feature maps there, computed on the fly (channels-last ``(B, H, W, C)``,
+:func:`feature_kernels`).  Every gradient is written by the one thread that owns its elements (no
+atomics), so results are deterministic:
+
+* the volume's gradient: each pixel owns its row of the volume;
+* ``fmap1``'s gradient and the coordinate's: each pixel owns its own;
+* ``fmap2``'s gradient: a thread per image row and block of channels walks that row's pixels in order.
+
+Kernels come from factories cached per compute dtype and radius, which they close over.  (No
+``from __future__ import annotations`` here: Taichi reads the kernels' annotations as objects.)
+"""
+
+
+import functools
+
+from ._runtime import locked, ti
+
+#: channels per thread in ``fmap2``'s gradient: the blend weights of a pixel are computed once for them
+CHANNEL_BLOCK = 16
+
+
+@functools.cache
+def _common(dtype, radius: int):
+    """The per-pixel helpers shared by both kernel families."""
+    taps = 2 * radius + 2  # whole columns read per pixel
+
+    @ti.func
+    def window(x, width):
+        """The first of the ``2R + 2`` columns around ``x`` and the blend weight ``t``.  A coordinate so far
+        outside that no column is inside the row (or an infinite one) reads nothing: it is clamped, with
+        ``t = 0``, before it becomes an int."""
+        p0 = ti.floor(x)
+        t = x - p0
+        low, high = ti.cast(-2 * radius - 2, dtype), ti.cast(width + radius + 1, dtype)
+        if p0 < low or p0 > high:
+            p0 = low
+            t = ti.cast(0, dtype)
+        return ti.cast(p0, ti.i32) - radius, t
+
+    @ti.func
+    def blend_weights(grad_out: ti.template(), b, h, w, t):
+        """Weight of column ``j`` in the output gradient's sum: ``(1 - t) g[j] + t g[j - 1]``."""
+        weights = ti.Vector.zero(dtype, taps)
+        for j in ti.static(range(taps)):
+            if ti.static(j < taps - 1):
+                weights[j] += (1 - t) * ti.cast(grad_out[b, j, h, w], dtype)
+            if ti.static(j > 0):
+                weights[j] += t * ti.cast(grad_out[b, j - 1, h, w], dtype)
+        return weights
+
+    @ti.func
+    def slope(grad_out: ti.template(), b, h, w, values: ti.template()):
+        """The coordinate's gradient: ``sum_k g[k] (v[k + 1] - v[k])``."""
+        acc = ti.cast(0, dtype)
+        for k in ti.static(range(taps - 1)):
+            acc += ti.cast(grad_out[b, k, h, w], dtype) * (values[k + 1] - values[k])
+        return acc
+
+    return window, blend_weights, slope
+
+
+@functools.cache
+def volume_kernels(dtype, radius: int):
+    """Lookup in a precomputed volume ``(B, H, W1, W2)`` at coordinates ``(B, H, W1)``: ``forward`` into
+    ``(B, 2R + 1, H, W1)``, ``grad_volume`` and ``grad_coords``."""
+    taps = 2 * radius + 2
+    window, blend_weights, slope = _common(dtype, radius)
+    nd3, nd4 = ti.types.ndarray(ndim=3), ti.types.ndarray(ndim=4)
+
+    @ti.func
+    def columns(volume: ti.template(), b, h, w, start):
+        values = ti.Vector.zero(dtype, taps)
+        for j in ti.static(range(taps)):
+            q = start + j
+            if 0 <= q and q < volume.shape[3]:
+                values[j] = ti.cast(volume[b, h, w, q], dtype)
+        return values
+
+    @locked
+    @ti.kernel
+    def forward(volume: nd4, coords: nd3, out: nd4):
+        for b, h, w in ti.ndrange(volume.shape[0], volume.shape[1], volume.shape[2]):
+            start, t = window(ti.cast(coords[b, h, w], dtype), volume.shape[3])
+            values = columns(volume, b, h, w, start)
+            for k in ti.static(range(taps - 1)):
+                out[b, k, h, w] = (1 - t) * values[k] + t * values[k + 1]
+
+    @locked
+    @ti.kernel
+    def grad_volume(grad_out: nd4, coords: nd3, grad: nd4):
+        for b, h, w in ti.ndrange(grad.shape[0], grad.shape[1], grad.shape[2]):
+            for q in range(grad.shape[3]):
+                grad[b, h, w, q] = 0
+            start, t = window(ti.cast(coords[b, h, w], dtype), grad.shape[3])
+            weights = blend_weights(grad_out, b, h, w, t)
+            for j in ti.static(range(taps)):
+                q = start + j
+                if 0 <= q and q < grad.shape[3]:
+                    grad[b, h, w, q] = weights[j]
+
+    @locked
+    @ti.kernel
+    def grad_coords(grad_out: nd4, volume: nd4, coords: nd3, grad: nd3):
+        for b, h, w in ti.ndrange(volume.shape[0], volume.shape[1], volume.shape[2]):
+            start, _ = window(ti.cast(coords[b, h, w], dtype), volume.shape[3])
+            grad[b, h, w] = slope(grad_out, b, h, w, columns(volume, b, h, w, start))
+
+    return forward, grad_volume, grad_coords
+
+
+@functools.cache
+def feature_kernels(dtype, radius: int):
+    """Lookup of ``scale * <fmap1[b, h, w], fmap2[b, h, q]>`` (channels-last ``(B, H, W1, C)`` and
+    ``(B, H, W2, C)``) at coordinates ``(B, H, W1)``, without the ``W1 x W2`` volume: ``forward`` into
+    ``(B, 2R + 1, H, W1)``, ``grad_fmap1``, ``grad_fmap2`` and ``grad_coords``."""
+    taps = 2 * radius + 2
+    window, blend_weights, slope = _common(dtype, radius)
+    nd3, nd4 = ti.types.ndarray(ndim=3), ti.types.ndarray(ndim=4)
+
+    @ti.func
+    def dots(fmap1: ti.template(), fmap2: ti.template(), b, h, w, start):
+        """``<fmap1[b, h, w], fmap2[b, h, start + j]>`` for the ``2R + 2`` columns (zero outside the row)."""
+        values = ti.Vector.zero(dtype, taps)
+        for j in ti.static(range(taps)):
+            q = start + j
+            if 0 <= q and q < fmap2.shape[2]:
+                acc = ti.cast(0, dtype)
+                for c in range(fmap1.shape[3]):
+                    acc += fmap1[b, h, w, c] * fmap2[b, h, q, c]
+                values[j] = acc
+        return values
+
+    @locked
+    @ti.kernel
+    def forward(fmap1: nd4, fmap2: nd4, coords: nd3, out: nd4, scale: ti.f64):
+        s = ti.cast(scale, dtype)
+        for b, h, w in ti.ndrange(fmap1.shape[0], fmap1.shape[1], fmap1.shape[2]):
+            start, t = window(coords[b, h, w], fmap2.shape[2])
+            values = dots(fmap1, fmap2, b, h, w, start)
+            for k in ti.static(range(taps - 1)):
+                out[b, k, h, w] = s * ((1 - t) * values[k] + t * values[k + 1])
+
+    @locked
+    @ti.kernel
+    def grad_fmap1(grad_out: nd4, fmap2: nd4, coords: nd3, grad: nd4, scale: ti.f64):
+        s = ti.cast(scale, dtype)
+        for b, h, w in ti.ndrange(grad.shape[0], grad.shape[1], grad.shape[2]):
+            start, t = window(coords[b, h, w], fmap2.shape[2])
+            weights = s * blend_weights(grad_out, b, h, w, t)
+            for c in range(grad.shape[3]):
+                acc = ti.cast(0, dtype)
+                for j in ti.static(range(taps)):
+                    q = start + j
+                    if 0 <= q and q < fmap2.shape[2]:
+                        acc += weights[j] * fmap2[b, h, q, c]
+                grad[b, h, w, c] = acc
+
+    @locked
+    @ti.kernel
+    def grad_fmap2(grad_out: nd4, fmap1: nd4, coords: nd3, grad: nd4, scale: ti.f64):
+        s = ti.cast(scale, dtype)
+        blocks = (grad.shape[3] + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+        for b, h, block in ti.ndrange(grad.shape[0], grad.shape[1], blocks):
+            c0 = block * CHANNEL_BLOCK
+            c1 = ti.min(c0 + CHANNEL_BLOCK, grad.shape[3])
+            for q, c in ti.ndrange(grad.shape[2], (c0, c1)):
+                grad[b, h, q, c] = 0
+            for w in range(fmap1.shape[2]):  # this row's pixels, in order: the thread owns the row's block
+                start, t = window(coords[b, h, w], grad.shape[2])
+                weights = s * blend_weights(grad_out, b, h, w, t)
+                for j in ti.static(range(taps)):
+                    q = start + j
+                    if 0 <= q and q < grad.shape[2]:
+                        for c in range(c0, c1):
+                            grad[b, h, q, c] += weights[j] * fmap1[b, h, w, c]
+
+    @locked
+    @ti.kernel
+    def grad_coords(grad_out: nd4, fmap1: nd4, fmap2: nd4, coords: nd3, grad: nd3, scale: ti.f64):
+        s = ti.cast(scale, dtype)
+        for b, h, w in ti.ndrange(fmap1.shape[0], fmap1.shape[1], fmap1.shape[2]):
+            start, _ = window(coords[b, h, w], fmap2.shape[2])
+            grad[b, h, w] = s * slope(grad_out, b, h, w, dots(fmap1, fmap2, b, h, w, start))
+
+    return forward, grad_fmap1, grad_fmap2, grad_coords
