@@ -8,6 +8,10 @@ speed is also given as a ratio to the *floor* measured in the same run:
 with useful FLOPs = 2 * B * oH * oW * pH * pW * kH * kW * C and the sgemm rate of a 2048 x 2048
 matrix product on the same device.  The backward computes both input gradients; its floor is twice
 the forward's.
+
+The stereo configurations (``gwcnet-crop``, ``gwcnet-kitti``, ``igev-kitti``, ``raft-stereo-kitti``) compare
+the group-wise volume and RAFT-Stereo's 1-D lookup with the networks' own PyTorch code, in time and in
+peak memory (see ``corr_taichi._bench_stereo``); ``--impl`` does not apply to them.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import platform
 import statistics
+import subprocess
 import sys
 import time
 from typing import Callable
 
 import torch
 
-from . import _gpu_kernels, reference
+from . import _bench_stereo, _gpu_kernels, reference
 from ._geometry import sampler_geometry
 from ._progress import progress_bar
 from ._runtime import init
@@ -173,6 +179,36 @@ def _print_table(results: list[Timing], title: str) -> None:
     Console(width=110).print(table)
 
 
+def _print_stereo_table(results: list, title: str) -> None:
+    print(title)
+    print(f"{'config':<18} {'impl':<24} {'pass':<9} {'median ms':>10} {'min-max ms':>19} {'GFLOP/s':>8} "
+          f"{'x floor':>8} {'peak MiB':>9}")
+    for r in results:
+        peak = "" if r.peak_mib is None else f"{r.peak_mib:.0f}"
+        print(f"{r.config:<18} {r.impl:<24} {r.pass_:<9} {r.median_ms:>10.1f} {r.min_ms:>9.1f}-{r.max_ms:<9.1f} "
+              f"{r.gflops:>8.1f} {r.ratio:>8.2f} {peak:>9}")
+
+
+def provenance() -> dict:
+    """What a recorded result was measured on: the commit, library versions and the CPU model."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                                cwd=__file__.rsplit("/src/", 1)[0]).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    cpu = platform.processor() or None
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    from ._runtime import ti
+
+    return {"commit": commit, "command": " ".join(["python -m corr_taichi.bench", *sys.argv[1:]]),
+            "torch": torch.__version__, "taichi": ".".join(map(str, ti.__version__)), "python": platform.python_version(),
+            "cpu": cpu, "cpus": torch.get_num_threads()}
+
+
 def _plot(sweep: list[tuple[int, Timing]], path: str) -> None:
     import matplotlib
 
@@ -198,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m corr_taichi.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="*", default=["flownetc", "pwc2"],
-                        help=f"named configurations ({', '.join(CONFIGS)}), 'all', or none (with --shape)")
+                        help=f"named configurations ({', '.join(CONFIGS)}; stereo volumes: "
+                             f"{', '.join(_bench_stereo.CONFIGS)}), 'all' (the correlation ones), or none "
+                             "(with --shape)")
+    parser.add_argument("--no-peak", action="store_true", help="stereo configurations: skip the peak-memory runs")
     parser.add_argument("--shape", help="custom input shape B,C,H,W (adds a configuration 'custom')")
     parser.add_argument("--params", default="{}", help='custom parameters as JSON, e.g. \'{"patch_size": 9}\'')
     parser.add_argument("--impl", nargs="+", default=["corr_taichi", "pytorch", "sampler"],
@@ -235,10 +274,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         impls[name] = available[name]
     configs = dict(CONFIGS) if args.configs == ["all"] else {n: CONFIGS[n] for n in args.configs if n in CONFIGS}
-    unknown = [n for n in args.configs if n not in CONFIGS and n != "all"]
+    stereo = [n for n in args.configs if n in _bench_stereo.CONFIGS]
+    unknown = [n for n in args.configs if n not in CONFIGS and n not in stereo and n != "all"]
     if unknown:
-        parser.error(f"unknown configuration(s) {unknown}; choose from {', '.join(CONFIGS)}")
-    if not configs and not args.shape:
+        parser.error(f"unknown configuration(s) {unknown}; choose from {', '.join([*CONFIGS, *_bench_stereo.CONFIGS])}")
+    if not configs and not stereo and not args.shape:
         parser.error("nothing to run: name --configs or give a --shape")
     if args.shape:
         configs["custom"] = (tuple(int(v) for v in args.shape.split(",")), json.loads(args.params))
@@ -252,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
             sweep_jobs.append((f"{name}x{factor:g}", s, params))
 
     rates = machine_rates(device, args.warmup, args.repeats)
-    results, sweep = [], []
-    total = (len(jobs) + len(sweep_jobs)) * len(impls)
+    results, sweep, stereo_results = [], [], []
+    total = (len(jobs) + len(sweep_jobs)) * len(impls) + sum(
+        len(_bench_stereo.implementations(_bench_stereo.CONFIGS[n][0])) for n in stereo)
     with progress_bar() as progress:
         task = progress.add_task("benchmarking", total=total)
         advance = lambda: progress.advance(task)  # noqa: E731
@@ -264,16 +305,24 @@ def main(argv: list[str] | None = None) -> int:
             for t in run_config(name, shape, params, impls, device, dtype, args.warmup, args.repeats, rates, advance,
                                 args.channels_last):
                 sweep.append((shape[2] * shape[3], t))
+        for name in stereo:
+            stereo_results += _bench_stereo.run_config(name, device, dtype, args.warmup, args.repeats, rates, _measure,
+                                                       advance, peak=not args.no_peak)
 
     layout = "channels_last" if args.channels_last else "contiguous (NCHW)"
     threads = f"{torch.get_num_threads()} threads" + (" (Taichi's pinned)" if args.pin_threads else "")
     title = (f"{device.type}, {args.dtype} {layout} inputs, {threads}, torch {torch.__version__}; "
              f"sgemm {rates[0]:.0f} GFLOP/s, copy {rates[1]:.0f} GB/s; median of {args.repeats} after {args.warmup} warm-up")
-    _print_table(results + [t for _, t in sweep], title)
+    if results or sweep:
+        _print_table(results + [t for _, t in sweep], title)
+    if stereo_results:
+        _print_stereo_table(stereo_results, title + f"; lookups: {_bench_stereo.LOOKUPS} per block; "
+                            "peak: growth of the resident set over one forward + backward, fresh process")
     if args.json:
-        payload = {"title": title, "gemm_gflops": rates[0], "copy_gbs": rates[1], "channels_last": args.channels_last,
-                   "pinned_threads": args.pin_threads,
-                   "timings": [dict(dataclasses.asdict(t), ratio=t.ratio) for t in results + [t for _, t in sweep]]}
+        payload = {"title": title, "provenance": provenance(), "gemm_gflops": rates[0], "copy_gbs": rates[1],
+                   "channels_last": args.channels_last, "pinned_threads": args.pin_threads,
+                   "timings": [dict(dataclasses.asdict(t), ratio=t.ratio)
+                               for t in results + [t for _, t in sweep] + stereo_results]}
         text = json.dumps(payload, indent=2)
         if args.json == "-":
             print(text)

@@ -1,0 +1,252 @@
+"""The stereo configurations of ``python -m corr_taichi.bench``: group-wise correlation volumes (GwcNet,
+IGEV-Stereo) and RAFT-Stereo's 1-D lookup, each against the networks' own pure-PyTorch code.
+
+* Group-wise (``gwcnet-crop``, ``gwcnet-kitti``, ``igev-kitti``): the volume of ``max_disp`` disparities,
+  forward, and backward to both feature maps.  Baseline: GwcNet's ``build_gwc_volume``, a Python loop
+  over disparities of elementwise products averaged per group.
+* 1-D lookup (``raft-stereo-kitti``): RAFT-Stereo's block built from the two feature maps, then looked up
+  at ``LOOKUPS`` coordinate maps (its refinement iterations); forward, and backward from all lookups to
+  both feature maps.  Baselines: RAFT-Stereo's ``CorrBlock1D`` (all-pairs volume by einsum, pooled,
+  ``grid_sample``) and ``PytorchAlternateCorrBlock1D`` (``grid_sample`` of the features per offset).
+
+Peak memory is measured in a fresh process per implementation: the growth of the resident set's high
+-water mark over one forward and backward (Linux: ``/proc/self/clear_refs`` resets it, after a small
+call has compiled the kernels).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import statistics
+import subprocess
+import sys
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+#: refinement iterations timed per 1-D lookup configuration (one lookup each)
+LOOKUPS = 12
+
+#: name -> (kind, input shape (B, C, H, W), parameters)
+CONFIGS: dict[str, tuple[str, tuple[int, int, int, int], dict]] = {
+    # GwcNet: 320-channel features at 1/4 of a 512x256 crop and of a full KITTI frame (1242x375), 40 groups
+    "gwcnet-crop": ("groupwise", (1, 320, 64, 128), dict(max_disp=48, groups=40)),
+    "gwcnet-kitti": ("groupwise", (1, 320, 94, 311), dict(max_disp=48, groups=40)),
+    # IGEV-Stereo: 96 channels, 8 groups
+    "igev-kitti": ("groupwise", (1, 96, 94, 311), dict(max_disp=48, groups=8)),
+    # RAFT-Stereo: 256-channel features at 1/4 of a KITTI frame, 4 levels, radius 4
+    "raft-stereo-kitti": ("lookup", (1, 256, 94, 311), dict(num_levels=4, radius=4)),
+}
+
+
+# --------------------------------------------------------------------------- the networks' own code
+
+
+def _gwc_groupwise(fea1, fea2, num_groups):
+    batch, channels, height, width = fea1.shape
+    return (fea1 * fea2).view(batch, num_groups, channels // num_groups, height, width).mean(dim=2)
+
+
+def gwcnet_volume(ref, target, max_disp, groups):
+    """GwcNet's build_gwc_volume: a loop over disparities ``0..max_disp - 1``."""
+    batch, _, height, width = ref.shape
+    volume = ref.new_zeros(batch, groups, max_disp, height, width)
+    for d in range(max_disp):
+        if d > 0:
+            volume[:, :, d, :, d:] = _gwc_groupwise(ref[:, :, :, d:], target[:, :, :, :-d], groups)
+        else:
+            volume[:, :, d] = _gwc_groupwise(ref, target, groups)
+    return volume
+
+
+def _grid_sample_x(img, x, y, height, width):
+    grid = torch.stack([2 * x / (width - 1) - 1, 2 * y / max(height - 1, 1) - 1], -1)
+    return F.grid_sample(img, grid, align_corners=True)
+
+
+class RaftStereoVolumeBlock:
+    """RAFT-Stereo's CorrBlock1D: the all-pairs row volume, pooled, sampled by grid_sample."""
+
+    def __init__(self, fmap1, fmap2, num_levels, radius):
+        batch, channels, height, width1 = fmap1.shape
+        corr = torch.einsum("aijk,aijh->ajkh", fmap1, fmap2) / math.sqrt(channels)
+        corr = corr.reshape(batch * height * width1, 1, 1, fmap2.shape[3])
+        self.pyramid = [corr]
+        for _ in range(num_levels - 1):
+            self.pyramid.append(F.avg_pool2d(self.pyramid[-1], [1, 2], stride=[1, 2]))
+        self.radius, self.shape = radius, (batch, height, width1)
+
+    def __call__(self, coords):
+        batch, height, width1 = self.shape
+        r = self.radius
+        dx = torch.linspace(-r, r, 2 * r + 1, dtype=coords.dtype).view(1, 1, -1)
+        out = []
+        for level, corr in enumerate(self.pyramid):
+            x = dx + coords[:, 0].reshape(-1, 1, 1) / 2**level
+            sampled = _grid_sample_x(corr, x, torch.zeros_like(x), 1, corr.shape[-1])
+            out.append(sampled.view(batch, height, width1, -1))
+        return torch.cat(out, -1).permute(0, 3, 1, 2).contiguous().float()
+
+
+class RaftStereoAlternateBlock:
+    """RAFT-Stereo's PytorchAlternateCorrBlock1D: grid_sample of the pooled right features per offset."""
+
+    def __init__(self, fmap1, fmap2, num_levels, radius):
+        self.fmap1, self.fmap2, self.num_levels, self.radius = fmap1, fmap2, num_levels, radius
+
+    def __call__(self, coords):
+        r = self.radius
+        channels, height, width = self.fmap2.shape[1:]
+        fmap2 = self.fmap2
+        out = []
+        for level in range(self.num_levels):
+            x0 = coords[:, 0] / 2**level
+            for k in range(-r, r + 1):
+                sampled = _grid_sample_x(fmap2, x0 + k, coords[:, 1], fmap2.shape[2], fmap2.shape[3])
+                out.append((sampled * self.fmap1).sum(1) / math.sqrt(channels))
+            fmap2 = F.avg_pool2d(fmap2, [1, 2], stride=[1, 2])
+        return torch.stack(out, 1).float()
+
+
+# --------------------------------------------------------------------------- implementations
+
+
+def implementations(kind: str) -> dict[str, Callable]:
+    """name -> fn(fmap1, fmap2, params, coords_list) returning the outputs to differentiate."""
+    from .compat import gwcnet
+    from .raft_stereo import CorrBlock1D
+
+    if kind == "groupwise":
+        return {
+            "corr_taichi": lambda a, b, p, _: [gwcnet.build_gwc_volume(a, b, p["max_disp"], p["groups"])],
+            "gwcnet_loop": lambda a, b, p, _: [gwcnet_volume(a, b, p["max_disp"], p["groups"])],
+        }
+
+    def lookups(block_type, **kw):
+        def run(a, b, p, coords_list):
+            block = block_type(a, b, p["num_levels"], p["radius"], **kw)
+            return [block(coords) for coords in coords_list]
+        return run
+
+    return {
+        "corr_taichi_volume": lookups(CorrBlock1D, mode="volume"),
+        "corr_taichi_on_the_fly": lookups(CorrBlock1D, mode="on_the_fly"),
+        "raft_stereo_corrblock1d": lookups(RaftStereoVolumeBlock),
+        "raft_stereo_alternate": lookups(RaftStereoAlternateBlock),
+    }
+
+
+def inputs(kind: str, shape, device, dtype, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn(shape, generator=gen, dtype=dtype).to(device).requires_grad_()
+    b = torch.randn(shape, generator=gen, dtype=dtype).to(device).requires_grad_()
+    coords_list = []
+    if kind == "lookup":
+        batch, _, height, width = shape
+        for _ in range(LOOKUPS):  # x = w - disparity (disparities 0..width/4), y the row, as RAFT-Stereo's grid
+            x = torch.arange(width, dtype=dtype) - torch.rand(batch, height, width, generator=gen, dtype=dtype) * width / 4
+            y = torch.arange(height, dtype=dtype).view(1, height, 1).expand(batch, height, width)
+            coords_list.append(torch.stack([x, y], 1).to(device))
+    return a, b, coords_list
+
+
+def useful_flops(kind: str, shape, params) -> float:
+    """Multiply-adds (x2) the result needs: every (pixel, disparity, channel) product of the volume; for
+    the lookups, a dot product per pixel, level and offset of each lookup."""
+    batch, channels, height, width = shape
+    if kind == "groupwise":
+        d = params["max_disp"]
+        return 2.0 * batch * channels * height * sum(max(width - k, 0) for k in range(d))
+    return 2.0 * LOOKUPS * batch * channels * height * width * params["num_levels"] * (2 * params["radius"] + 1)
+
+
+@dataclasses.dataclass
+class StereoTiming:
+    config: str
+    impl: str
+    pass_: str
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    gflops: float
+    floor_ms: float
+    peak_mib: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.median_ms / self.floor_ms
+
+
+def run_config(name: str, device, dtype, warmup: int, repeats: int, rates, measure, progress=None,
+               peak: bool = True) -> list[StereoTiming]:
+    kind, shape, params = CONFIGS[name]
+    flops = useful_flops(kind, shape, params)
+    floor_ms = flops / rates[0] / 1e6
+    a, b, coords_list = inputs(kind, shape, device, dtype)
+    results = []
+    for impl, fn in implementations(kind).items():
+        with torch.no_grad():
+            fwd = measure(lambda: fn(a, b, params, coords_list), device, warmup, repeats)
+        outs = fn(a, b, params, coords_list)
+        grads = [torch.randn_like(o) for o in outs]
+        bwd = measure(lambda: torch.autograd.grad(outs, (a, b), grads, retain_graph=True), device, warmup, repeats)
+        del outs, grads
+        mib = peak_mib(name, impl, device, dtype) if peak else None
+        for pass_, times, floor in (("forward", fwd, floor_ms), ("backward", bwd, 2 * floor_ms)):
+            med = statistics.median(times)
+            work = flops if pass_ == "forward" else 2 * flops
+            results.append(StereoTiming(name, impl, pass_, med, min(times), max(times), work / med / 1e6, floor,
+                                        mib if pass_ == "backward" else None))
+        if progress is not None:
+            progress()
+    return results
+
+
+# --------------------------------------------------------------------------- peak memory, in a fresh process
+
+
+def _resident(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _peak_in_this_process(name: str, impl: str, device, dtype) -> float:
+    """MiB the resident set's high-water mark grows by over one forward and backward of ``impl``."""
+    import gc
+
+    kind, shape, params = CONFIGS[name]
+    fn = implementations(kind)[impl]
+    small = (shape[0], shape[1], min(shape[2], 4), min(shape[3], 24))
+    a, b, coords_list = inputs(kind, small, device, dtype, seed=1)  # compiles the kernels outside the measurement
+    outs = fn(a, b, params, coords_list[:1])
+    torch.autograd.grad(outs, (a, b), [torch.ones_like(o) for o in outs])
+    a, b, coords_list = inputs(kind, shape, device, dtype)
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets the high-water mark to the current resident set
+    base = _resident("VmRSS")
+    outs = fn(a, b, params, coords_list)
+    torch.autograd.grad(outs, (a, b), [torch.ones_like(o) for o in outs])
+    return _resident("VmHWM") - base
+
+
+def peak_mib(name: str, impl: str, device, dtype) -> float | None:
+    """:func:`_peak_in_this_process` in a fresh interpreter (CPU, Linux); None elsewhere."""
+    if device.type != "cpu" or not os.path.exists("/proc/self/clear_refs"):
+        return None
+    result = subprocess.run([sys.executable, "-m", "corr_taichi._bench_stereo", name, impl, str(dtype).split(".")[-1]],
+                            capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        raise RuntimeError(f"peak memory of {name}/{impl} failed:\n{result.stderr[-2000:]}")
+    return float(result.stdout.split()[-1])
+
+
+if __name__ == "__main__":  # python -m corr_taichi._bench_stereo CONFIG IMPL DTYPE: prints the peak in MiB
+    config, impl_name, dtype_name = sys.argv[1:4]
+    print(f"{_peak_in_this_process(config, impl_name, torch.device('cpu'), getattr(torch, dtype_name)):.1f}")
