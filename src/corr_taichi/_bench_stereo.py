@@ -7,7 +7,9 @@ IGEV-Stereo) and RAFT-Stereo's 1-D lookup, each against the networks' own pure-P
 * 1-D lookup (``raft-stereo-kitti``): RAFT-Stereo's block built from the two feature maps, then looked up
   at ``LOOKUPS`` coordinate maps (its refinement iterations); forward, and backward from all lookups to
   both feature maps.  Baselines: RAFT-Stereo's ``CorrBlock1D`` (all-pairs volume by einsum, pooled,
-  ``grid_sample``) and ``PytorchAlternateCorrBlock1D`` (``grid_sample`` of the features per offset).
+  ``grid_sample``) and ``PytorchAlternateCorrBlock1D`` (``grid_sample`` of the features per offset),
+  the latter forward only (:data:`FORWARD_ONLY`): its autograd graph keeps a sampled feature map and a
+  product per offset, level and lookup, about 26 GB for 12 lookups at the KITTI size.
 
 Peak memory is measured in a fresh process per implementation: the growth of the resident set's high
 -water mark over one forward and backward (Linux: ``/proc/self/clear_refs`` resets it, after a small
@@ -113,6 +115,9 @@ class RaftStereoAlternateBlock:
 
 # --------------------------------------------------------------------------- implementations
 
+#: implementations timed forward only (RAFT-Stereo's inference path; see the module's docstring)
+FORWARD_ONLY = {"raft_stereo_alternate"}
+
 
 def implementations(kind: str) -> dict[str, Callable]:
     """name -> fn(fmap1, fmap2, params, coords_list) returning the outputs to differentiate."""
@@ -190,12 +195,16 @@ def run_config(name: str, device, dtype, warmup: int, repeats: int, rates, measu
     for impl, fn in implementations(kind).items():
         with torch.no_grad():
             fwd = measure(lambda: fn(a, b, params, coords_list), device, warmup, repeats)
-        outs = fn(a, b, params, coords_list)
-        grads = [torch.randn_like(o) for o in outs]
-        bwd = measure(lambda: torch.autograd.grad(outs, (a, b), grads, retain_graph=True), device, warmup, repeats)
-        del outs, grads
-        mib = peak_mib(name, impl, device, dtype) if peak else None
-        for pass_, times, floor in (("forward", fwd, floor_ms), ("backward", bwd, 2 * floor_ms)):
+        passes = [("forward", fwd, floor_ms)]
+        if impl not in FORWARD_ONLY:
+            outs = fn(a, b, params, coords_list)
+            grads = [torch.randn_like(o) for o in outs]
+            bwd = measure(lambda: torch.autograd.grad(outs, (a, b), grads, retain_graph=True), device, warmup,
+                          repeats)
+            del outs, grads
+            passes.append(("backward", bwd, 2 * floor_ms))
+        mib = peak_mib(name, impl, device, dtype) if peak and impl not in FORWARD_ONLY else None
+        for pass_, times, floor in passes:
             med = statistics.median(times)
             work = flops if pass_ == "forward" else 2 * flops
             results.append(StereoTiming(name, impl, pass_, med, min(times), max(times), work / med / 1e6, floor,

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from . import _lookup1d_kernels
 from ._op import _COMPUTE, _launch
+from ._kernels import vector_aligned
 from ._runtime import TAICHI_DTYPES, usable
 from .reference import correlation_lookup1d, volume_lookup1d
 
@@ -25,9 +26,27 @@ def _taichi(dtype: torch.dtype):
     return TAICHI_DTYPES[_COMPUTE[dtype]]
 
 
-def _channels_last(t: Tensor, device: torch.device) -> Tensor:
-    """``(B, C, H, W)`` as the kernels' contiguous ``(B, H, W, C)`` in the compute dtype."""
-    return t.to(device=device, dtype=_COMPUTE[t.dtype]).permute(0, 2, 3, 1).contiguous()
+def _vectors(t: Tensor, device: torch.device) -> Tensor:
+    """``(B, C, H, W)`` as the feature kernels' ``(B, H, W, V, LANES)``: channels-last, zero-padded to whole
+    vectors, in the compute dtype.  Free for an aligned channels_last tensor of the compute dtype whose
+    channels fill whole vectors (``CorrBlock1D`` keeps its feature maps so)."""
+    batch, channels, height, width = t.shape
+    lanes = _lookup1d_kernels.LANES
+    count = -(-channels // lanes)
+    rows = t.permute(0, 2, 3, 1)
+    if (count * lanes == channels and rows.dtype == _COMPUTE[t.dtype] and rows.device == device
+            and rows.is_contiguous() and vector_aligned(rows)):
+        return rows.view(batch, height, width, count, lanes)
+    out = torch.zeros(batch, height, width, count * lanes, dtype=_COMPUTE[t.dtype], device=device)
+    out[..., :channels] = rows
+    return out.view(batch, height, width, count, lanes)
+
+
+def _nchw_gradient(grad: Tensor, like: Tensor) -> Tensor:
+    """A feature kernel's gradient ``(B, H, W, V, LANES)`` as ``like``'s ``(B, C, H, W)``, channels_last."""
+    batch, channels, height, width = like.shape
+    rows = grad.view(batch, height, width, -1)[..., :channels]
+    return rows.permute(0, 3, 1, 2).to(device=like.device, dtype=like.dtype).contiguous(memory_format=torch.channels_last)
 
 
 def _reference_grads(function, inputs: tuple[Tensor, ...], needed: tuple[bool, ...], grad_out: Tensor, *args):
@@ -124,7 +143,7 @@ def correlation_lookup1d_op(fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius
         return correlation_lookup1d(fmap1.to(compute), fmap2.to(compute), coords, radius, scale).to(fmap1.dtype)
     with _launch(fmap1.device) as (device, _):
         compute = _COMPUTE[fmap1.dtype]
-        a, b = _channels_last(fmap1, device), _channels_last(fmap2, device)
+        a, b = _vectors(fmap1, device), _vectors(fmap2, device)
         xs = coords.to(device=device, dtype=compute).contiguous()
         out = torch.empty(batch, 2 * radius + 1, height, width, dtype=compute, device=device)
         forward = _lookup1d_kernels.feature_kernels(_taichi(fmap1.dtype), radius)[0]
@@ -147,17 +166,16 @@ def correlation_lookup1d_backward_op(grad_out: Tensor, fmap1: Tensor, fmap2: Ten
         return _reference_grads(correlation_lookup1d, (fmap1, fmap2, coords), needed, grad_out, radius, scale)
     with _launch(fmap1.device) as (device, _):
         compute = _COMPUTE[fmap1.dtype]
-        a, b = _channels_last(fmap1, device), _channels_last(fmap2, device)
+        a, b = _vectors(fmap1, device), _vectors(fmap2, device)
         xs = coords.to(device=device, dtype=compute).contiguous()
         g = grad_out.to(device=device, dtype=compute).contiguous()
         _, grad1, grad2, grad_xs = _lookup1d_kernels.feature_kernels(_taichi(fmap1.dtype), radius)
         grads = [fmap1.new_empty(0), fmap2.new_empty(0), coords.new_empty(0)]
         for i, (need, kernel, partner, like) in enumerate(((need_fmap1, grad1, b, a), (need_fmap2, grad2, a, b))):
             if need:
-                grad = torch.empty_like(like)
+                grad = torch.empty(like.shape, dtype=compute, device=device)
                 kernel(g, partner, xs, grad, float(scale))
-                original = (fmap1, fmap2)[i]
-                grads[i] = grad.permute(0, 3, 1, 2).to(device=original.device, dtype=original.dtype)
+                grads[i] = _nchw_gradient(grad, (fmap1, fmap2)[i])
         if need_coords:
             grad = torch.empty_like(xs)
             grad_xs(g, a, b, xs, grad, float(scale))
@@ -169,7 +187,7 @@ def correlation_lookup1d_backward_op(grad_out: Tensor, fmap1: Tensor, fmap2: Ten
 def _correlation_lookup1d_backward_fake(grad_out, fmap1, fmap2, coords, radius, scale, need_fmap1, need_fmap2,
                                         need_coords):
     def like(t: Tensor, need: bool) -> Tensor:
-        return t.new_empty(t.shape).permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2) if need else t.new_empty(0)
+        return torch.empty_like(t, memory_format=torch.channels_last) if need else t.new_empty(0)
 
     return (like(fmap1, need_fmap1), like(fmap2, need_fmap2),
             torch.empty_like(coords) if need_coords else coords.new_empty(0))

@@ -8,13 +8,13 @@ the ``2R + 2`` whole columns ``floor(x) - R + j`` (``j = 0..2R+1``) once and ble
     out[k] = (1 - t) * v[k] + t * v[k + 1]
 
 where ``v[j]`` is a column of a precomputed volume (``(B, H, W1, W2)``, :func:`volume_kernels`) or the
-dot product of the two feature maps there, computed on the fly (channels-last ``(B, H, W, C)``,
+dot product of the two feature maps there, computed on the fly (channels-last vectors,
 :func:`feature_kernels`).  Every gradient is written by the one thread that owns its elements (no
 atomics), so results are deterministic:
 
 * the volume's gradient: each pixel owns its row of the volume;
 * ``fmap1``'s gradient and the coordinate's: each pixel owns its own;
-* ``fmap2``'s gradient: a thread per image row and block of channels walks that row's pixels in order.
+* ``fmap2``'s gradient: a thread per image row and vector of channels walks that row's pixels in order.
 
 Kernels come from factories cached per compute dtype and radius, which they close over.  (No
 ``from __future__ import annotations`` here: Taichi reads the kernels' annotations as objects.)
@@ -25,8 +25,8 @@ import functools
 
 from ._runtime import locked, ti
 
-#: channels per thread in ``fmap2``'s gradient: the blend weights of a pixel are computed once for them
-CHANNEL_BLOCK = 16
+#: channels per vector of the feature kernels' layout (the core op's vector width)
+LANES = 16
 
 
 @functools.cache
@@ -120,12 +120,14 @@ def volume_kernels(dtype, radius: int):
 
 @functools.cache
 def feature_kernels(dtype, radius: int):
-    """Lookup of ``scale * <fmap1[b, h, w], fmap2[b, h, q]>`` (channels-last ``(B, H, W1, C)`` and
-    ``(B, H, W2, C)``) at coordinates ``(B, H, W1)``, without the ``W1 x W2`` volume: ``forward`` into
-    ``(B, 2R + 1, H, W1)``, ``grad_fmap1``, ``grad_fmap2`` and ``grad_coords``."""
+    """Lookup of ``scale * <fmap1[b, h, w], fmap2[b, h, q]>`` at coordinates ``(B, H, W1)``, without the
+    ``W1 x W2`` volume: ``forward`` into ``(B, 2R + 1, H, W1)``, ``grad_fmap1``, ``grad_fmap2`` and
+    ``grad_coords``.  The feature maps are channels-last vectors, ``(B, H, W, C / LANES)`` of ``LANES``
+    channels (zero-padded), so that every channel loop runs on whole vectors accumulated in registers."""
     taps = 2 * radius + 2
     window, blend_weights, slope = _common(dtype, radius)
     nd3, nd4 = ti.types.ndarray(ndim=3), ti.types.ndarray(ndim=4)
+    vectors = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
 
     @ti.func
     def dots(fmap1: ti.template(), fmap2: ti.template(), b, h, w, start):
@@ -134,15 +136,15 @@ def feature_kernels(dtype, radius: int):
         for j in ti.static(range(taps)):
             q = start + j
             if 0 <= q and q < fmap2.shape[2]:
-                acc = ti.cast(0, dtype)
-                for c in range(fmap1.shape[3]):
-                    acc += fmap1[b, h, w, c] * fmap2[b, h, q, c]
-                values[j] = acc
+                acc = ti.Vector.zero(dtype, LANES)
+                for v in range(fmap1.shape[3]):
+                    acc += fmap1[b, h, w, v] * fmap2[b, h, q, v]
+                values[j] = acc.sum()
         return values
 
     @locked
     @ti.kernel
-    def forward(fmap1: nd4, fmap2: nd4, coords: nd3, out: nd4, scale: ti.f64):
+    def forward(fmap1: vectors, fmap2: vectors, coords: nd3, out: nd4, scale: ti.f64):
         s = ti.cast(scale, dtype)
         for b, h, w in ti.ndrange(fmap1.shape[0], fmap1.shape[1], fmap1.shape[2]):
             start, t = window(coords[b, h, w], fmap2.shape[2])
@@ -152,41 +154,38 @@ def feature_kernels(dtype, radius: int):
 
     @locked
     @ti.kernel
-    def grad_fmap1(grad_out: nd4, fmap2: nd4, coords: nd3, grad: nd4, scale: ti.f64):
+    def grad_fmap1(grad_out: nd4, fmap2: vectors, coords: nd3, grad: vectors, scale: ti.f64):
         s = ti.cast(scale, dtype)
         for b, h, w in ti.ndrange(grad.shape[0], grad.shape[1], grad.shape[2]):
             start, t = window(coords[b, h, w], fmap2.shape[2])
             weights = s * blend_weights(grad_out, b, h, w, t)
-            for c in range(grad.shape[3]):
-                acc = ti.cast(0, dtype)
+            for v in range(grad.shape[3]):
+                acc = ti.Vector.zero(dtype, LANES)
                 for j in ti.static(range(taps)):
                     q = start + j
                     if 0 <= q and q < fmap2.shape[2]:
-                        acc += weights[j] * fmap2[b, h, q, c]
-                grad[b, h, w, c] = acc
+                        acc += weights[j] * fmap2[b, h, q, v]
+                grad[b, h, w, v] = acc
 
     @locked
     @ti.kernel
-    def grad_fmap2(grad_out: nd4, fmap1: nd4, coords: nd3, grad: nd4, scale: ti.f64):
+    def grad_fmap2(grad_out: nd4, fmap1: vectors, coords: nd3, grad: vectors, scale: ti.f64):
         s = ti.cast(scale, dtype)
-        blocks = (grad.shape[3] + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
-        for b, h, block in ti.ndrange(grad.shape[0], grad.shape[1], blocks):
-            c0 = block * CHANNEL_BLOCK
-            c1 = ti.min(c0 + CHANNEL_BLOCK, grad.shape[3])
-            for q, c in ti.ndrange(grad.shape[2], (c0, c1)):
-                grad[b, h, q, c] = 0
-            for w in range(fmap1.shape[2]):  # this row's pixels, in order: the thread owns the row's block
+        for b, h, v in ti.ndrange(grad.shape[0], grad.shape[1], grad.shape[3]):
+            for q in range(grad.shape[2]):
+                grad[b, h, q, v] = ti.Vector.zero(dtype, LANES)
+            for w in range(fmap1.shape[2]):  # this row's pixels, in order: the thread owns the row's vector v
                 start, t = window(coords[b, h, w], grad.shape[2])
                 weights = s * blend_weights(grad_out, b, h, w, t)
+                f = fmap1[b, h, w, v]
                 for j in ti.static(range(taps)):
                     q = start + j
-                    if 0 <= q and q < grad.shape[2]:
-                        for c in range(c0, c1):
-                            grad[b, h, q, c] += weights[j] * fmap1[b, h, w, c]
+                    if 0 <= q and q < grad.shape[2]:  # not +=, which Taichi makes atomic: one thread owns it
+                        grad[b, h, q, v] = grad[b, h, q, v] + weights[j] * f
 
     @locked
     @ti.kernel
-    def grad_coords(grad_out: nd4, fmap1: nd4, fmap2: nd4, coords: nd3, grad: nd3, scale: ti.f64):
+    def grad_coords(grad_out: nd4, fmap1: vectors, fmap2: vectors, coords: nd3, grad: nd3, scale: ti.f64):
         s = ti.cast(scale, dtype)
         for b, h, w in ti.ndrange(fmap1.shape[0], fmap1.shape[1], fmap1.shape[2]):
             start, _ = window(coords[b, h, w], fmap2.shape[2])

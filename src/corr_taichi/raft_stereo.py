@@ -78,10 +78,12 @@ class CorrBlock1D:
             for _ in range(self.num_levels - 1):
                 self.pyramid.append(_halve_columns(self.pyramid[-1]))
         else:
-            self.fmap1 = fmap1
-            self.pyramid = [fmap2]
+            # channels-last once: each lookup then reads the maps in place instead of copying them
+            layout = lambda t: t.contiguous(memory_format=torch.channels_last)  # noqa: E731
+            self.fmap1 = layout(fmap1)
+            self.pyramid = [layout(fmap2)]
             for _ in range(self.num_levels - 1):
-                self.pyramid.append(_halve_columns(self.pyramid[-1]))
+                self.pyramid.append(layout(_halve_columns(self.pyramid[-1])))
 
     def __call__(self, coords: Tensor) -> Tensor:
         if not isinstance(coords, Tensor) or coords.dim() != 4 or coords.shape[1] < 1:
