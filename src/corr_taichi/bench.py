@@ -191,9 +191,14 @@ def _print_stereo_table(results: list, title: str) -> None:
 
 def provenance() -> dict:
     """What a recorded result was measured on: the commit, library versions and the CPU model."""
+    root = __file__.rsplit("/src/", 1)[0]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                                cwd=__file__.rsplit("/src/", 1)[0]).stdout.strip() or None
+                                cwd=root).stdout.strip() or None
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                 text=True, timeout=10, cwd=root).stdout.strip()
+        if commit and changed:
+            commit += " (with uncommitted changes)"
     except (OSError, subprocess.SubprocessError):
         commit = None
     cpu = platform.processor() or None
