@@ -86,3 +86,35 @@ def test_bench_pins_taichi_threads_on_request(tmp_path):
     assert payload["pinned_threads"] is True and "(Taichi's pinned)" in payload["title"]
     with pytest.raises(SystemExit):
         bench.main(["--device", "cuda", "--pin-threads"])
+
+
+def test_stereo_configurations_report_time_and_peak_memory(tmp_path, monkeypatch):
+    """The stereo configurations, shrunk: every implementation's passes, the peak from a fresh process
+    (which reads the same shrunk table: it is passed through the environment), the provenance."""
+    from corr_taichi import _bench_stereo
+
+    small = {"gwcnet-crop": ("groupwise", (1, 8, 5, 21), dict(max_disp=6, groups=4)),
+             "raft-stereo-kitti": ("lookup", (1, 16, 3, 20), dict(num_levels=2, radius=2))}
+    monkeypatch.setattr(_bench_stereo, "CONFIGS", small)
+    monkeypatch.setattr(_bench_stereo, "LOOKUPS", 2)
+    monkeypatch.setattr(_bench_stereo, "peak_mib", lambda *args: 1.0)  # measured for real below
+    path = tmp_path / "stereo.json"
+    assert bench.main(["--configs", *small, "--warmup", "0", "--repeats", "1", "--json", str(path)]) == 0
+    payload = json.loads(path.read_text())
+    assert payload["provenance"]["torch"] and payload["provenance"]["cpu"] is not None
+    rows = {(t["config"], t["impl"], t["pass_"]) for t in payload["timings"]}
+    assert ("gwcnet-crop", "gwcnet_loop", "backward") in rows and ("gwcnet-crop", "corr_taichi", "forward") in rows
+    assert ("raft-stereo-kitti", "raft_stereo_alternate", "forward") in rows
+    assert ("raft-stereo-kitti", "raft_stereo_alternate", "backward") not in rows  # forward only
+    assert len(rows) == 2 * 2 + 3 * 2 + 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak memory is read from Linux's /proc")
+def test_stereo_peak_memory_of_a_small_call():
+    result = subprocess.run([sys.executable, "-c", (
+        "import torch\nfrom corr_taichi import _bench_stereo as b\n"
+        "b.CONFIGS['gwcnet-crop'] = ('groupwise', (1, 8, 40, 64), dict(max_disp=6, groups=4))\n"
+        "print(b._peak_in_this_process('gwcnet-crop', 'corr_taichi', torch.device('cpu'), torch.float32))")],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert 0 <= float(result.stdout.split()[-1]) < 200  # MiB: the volume is 0.4 MiB

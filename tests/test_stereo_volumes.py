@@ -359,8 +359,8 @@ def test_lookup_gradients_are_bitwise_deterministic():
     for _ in range(3):
         out = corr_taichi.correlation_lookup1d(fmap1, fmap2, coords, 4)
         runs.append(torch.autograd.grad(out, (fmap1, fmap2, coords), torch.ones_like(out)))
-    for run in runs[1:]:
-        assert all(torch.equal(a, b) for a, b in zip(runs[0], run))
+    for repeat in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(runs[0], repeat))
 
 
 def test_lookup_inputs_are_validated():

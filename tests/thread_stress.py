@@ -31,13 +31,33 @@ CASES = [
     ("direct window", (1, 17, 9, 8), dict(kernel_size=2, patch_size=(3, 5), stride=2, padding=1)),
     ("correlation1d", (1, 6, 5, 19), dict(max_disp=6)),
     ("CorrTaichi", (1, 7, 6, 9), dict(max_disp=2, dila_patch=2)),
+    ("groupwise_correlation1d", (1, 12, 5, 19), dict(max_disp=5, groups=4)),
+    ("correlation_lookup1d", (1, 20, 4, 13), dict(radius=3)),
+    ("volume_lookup1d", (1, 5, 6, 11), dict(radius=2)),
 ]
 DTYPES = [torch.float16, torch.float32, torch.float64]
 #: relative tolerance of each dtype, against the float64 result's largest magnitude
 TOLERANCE = {torch.float16: 2e-3, torch.float32: 1e-5, torch.float64: 1e-10}
 
 
+def _coords(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Lookup coordinates (fractional, some outside the row of ``width``) from a slice of an input."""
+    return x.detach().double() * 4 + width / 2  # in float64 for both sides, whatever the input's dtype
+
+
 def _call(name: str, x1: torch.Tensor, x2: torch.Tensor, cfg: dict, ours: bool) -> torch.Tensor:
+    if name == "groupwise_correlation1d":
+        if ours:
+            return corr_taichi.groupwise_correlation1d(x1, x2, **cfg)
+        per = x1.shape[1] // cfg["groups"]
+        return torch.stack([reference.correlation1d(x1[:, g * per:(g + 1) * per], x2[:, g * per:(g + 1) * per],
+                                                    cfg["max_disp"]) / per for g in range(cfg["groups"])], 1)
+    if name == "correlation_lookup1d":
+        fn = corr_taichi.correlation_lookup1d if ours else reference.correlation_lookup1d
+        return fn(x1, x2, _coords(x1[:, 0], x1.shape[3]), cfg["radius"], 0.5)
+    if name == "volume_lookup1d":  # the inputs read as volumes (B, H, W1, W2) = (1, C, H, W)
+        fn = corr_taichi.volume_lookup1d if ours else reference.volume_lookup1d
+        return fn(x1 + x2, _coords(x1[..., 0], x1.shape[3]), cfg["radius"])
     if name == "correlation1d":
         return (corr_taichi.correlation1d if ours else reference.correlation1d)(x1, x2, **cfg)
     if name == "CorrTaichi":
