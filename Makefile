@@ -20,7 +20,9 @@ demo: setup
 
 # The suite runs in a random order (pytest-randomly), so that a test passing only after another shows up.
 # The seed is printed; rerun an order with `make test SEED=N`.
-SEED ?= $(shell $(PYTHON) -c "import random; print(random.randrange(10**6))")
+ifeq ($(origin SEED), undefined)
+SEED := $(shell $(PYTHON) -c "import random; print(random.randrange(10**6))")
+endif
 
 test: setup
 	@echo "test order seed: $(SEED) (rerun this order: make test SEED=$(SEED))"
