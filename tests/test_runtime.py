@@ -56,6 +56,26 @@ def test_user_initialised_runtime_is_respected():
     assert result.stdout.split()[-2:] == ["1", "True"]
 
 
+def test_a_user_cpu_runtime_keeps_its_scalarize_setting_and_the_kernels_compile_as_vectors(tmp_path):
+    """Taichi's default real_matrix_scalarize=True is the user's to keep; this package's CPU kernels compile
+    unscalarised even so (scalarised, a FlowNetC-sized forward compiled for minutes)."""
+    result = run(
+        """
+        import time, taichi as ti, torch, corr_taichi
+        from corr_taichi import reference
+        ti.init(arch=ti.cpu)
+        x0, x1 = torch.randn(1, 64, 12, 16, dtype=torch.float64), torch.randn(1, 64, 12, 16, dtype=torch.float64)
+        start = time.perf_counter()
+        out = corr_taichi.CorrTaichi(max_disp=8, dila_patch=2)(x0, x1)
+        seconds = time.perf_counter() - start
+        expected = reference.correlation(x0, x1, patch_size=9, dilation_patch=2).flatten(1, 2)
+        print(torch.allclose(out, expected, rtol=1e-12, atol=1e-12), ti.lang.impl.current_cfg().real_matrix_scalarize,
+              seconds < 60)
+        """, env={"TI_OFFLINE_CACHE_FILE_PATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-3:] == ["True", "True", "True"]
+
+
 def test_explicit_init_and_environment_variable():
     result = run(
         """

@@ -52,6 +52,8 @@ def _import_taichi():
 
 ti = _import_taichi()
 
+_CPU_ARCHS = (ti.x64, ti.arm64)
+
 #: the Taichi scalar type of each torch dtype the kernels compute in.
 TAICHI_DTYPES = {torch.float32: ti.f32, torch.float64: ti.f64}
 
@@ -64,7 +66,13 @@ class locked:
         @ti.kernel
         def add(x: ti.types.ndarray(), y: ti.types.ndarray()): ...
 
-    Attribute look-ups reach the Taichi kernel itself."""
+    Attribute look-ups reach the Taichi kernel itself.
+
+    On a CPU runtime the user started with Taichi's default ``real_matrix_scalarize=True``, the call
+    switches that compile option off while it runs (and back on after): the CPU kernels compute on
+    matrices of 16 lanes, which LLVM only receives as vectors unscalarised, and scalarised they compile
+    for minutes (FlowNetC's forward: 149 s against 4 s) and run about twice as slowly.  The user's own
+    kernels compile with the user's setting."""
 
     __slots__ = ("kernel",)
 
@@ -73,7 +81,14 @@ class locked:
 
     def __call__(self, *args):
         with LOCK:
-            return self.kernel(*args)
+            cfg = ti.lang.impl.current_cfg()
+            if not (cfg.real_matrix_scalarize and cfg.arch in _CPU_ARCHS):
+                return self.kernel(*args)
+            cfg.real_matrix_scalarize = False
+            try:
+                return self.kernel(*args)
+            finally:
+                cfg.real_matrix_scalarize = True
 
     def __getattr__(self, name: str):
         return getattr(self.kernel, name)
