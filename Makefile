@@ -18,7 +18,8 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m corr_taichi.demo --out demo-output
 
-# The suite runs in a random order (pytest-randomly), so that a test passing only after another shows up.
+# The suite runs in a random order (pytest-randomly), so that a test passing only after another shows up,
+# spread over one worker process per CPU (pytest-xdist: Taichi compiles kernels on one thread).
 # The seed is printed; rerun an order with `make test SEED=N`.
 ifeq ($(origin SEED), undefined)
 SEED := $(shell $(PYTHON) -c "import random; print(random.randrange(10**6))")
@@ -26,7 +27,7 @@ endif
 
 test: setup
 	@echo "test order seed: $(SEED) (rerun this order: make test SEED=$(SEED))"
-	$(PY) -m pytest -q -p randomly --randomly-seed=$(SEED)
+	$(PY) -m pytest -q -n auto -p randomly --randomly-seed=$(SEED)
 	scripts/test_vulkan.sh $(PY) $(SEED)
 
 bench: setup

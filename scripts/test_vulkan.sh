@@ -13,5 +13,5 @@ then
 fi
 echo "Vulkan pass: tests/test_core.py tests/test_gpu_tiles.py tests/test_compat.py tests/test_stereo.py tests/test_stereo_volumes.py and the split calls with CORR_TAICHI_ARCH=vulkan"
 echo "Vulkan pass test order seed: $SEED"
-CORR_TAICHI_ARCH=vulkan "$PY" -m pytest -q -p randomly --randomly-seed="$SEED" tests/test_core.py tests/test_gpu_tiles.py tests/test_compat.py tests/test_stereo.py tests/test_stereo_volumes.py \
+CORR_TAICHI_ARCH=vulkan "$PY" -m pytest -q -n auto -p randomly --randomly-seed="$SEED" tests/test_core.py tests/test_gpu_tiles.py tests/test_compat.py tests/test_stereo.py tests/test_stereo_volumes.py \
     "tests/test_reliability.py::test_calls_split_below_the_index_limit_match_the_reference"
