@@ -18,10 +18,8 @@ call has compiled the kernels).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-import statistics
 import subprocess
 import sys
 from typing import Callable
@@ -168,25 +166,10 @@ def useful_flops(kind: str, shape, params) -> float:
     return 2.0 * LOOKUPS * batch * channels * height * width * params["num_levels"] * (2 * params["radius"] + 1)
 
 
-@dataclasses.dataclass
-class StereoTiming:
-    config: str
-    impl: str
-    pass_: str
-    median_ms: float
-    min_ms: float
-    max_ms: float
-    gflops: float
-    floor_ms: float
-    peak_mib: float | None = None
-
-    @property
-    def ratio(self) -> float:
-        return self.median_ms / self.floor_ms
-
-
 def run_config(name: str, device, dtype, warmup: int, repeats: int, rates, measure, progress=None,
-               peak: bool = True) -> list[StereoTiming]:
+               peak: bool = True) -> list[tuple]:
+    """``(impl, pass, times in ms, useful FLOPs, floor in ms, peak MiB or None)`` per implementation and
+    pass; ``measure(fn, device, warmup, repeats)`` returns one call's times."""
     kind, shape, params = CONFIGS[name]
     flops = useful_flops(kind, shape, params)
     floor_ms = flops / rates[0] / 1e6
@@ -205,10 +188,8 @@ def run_config(name: str, device, dtype, warmup: int, repeats: int, rates, measu
             passes.append(("backward", bwd, 2 * floor_ms))
         mib = peak_mib(name, impl, device, dtype) if peak and impl not in FORWARD_ONLY else None
         for pass_, times, floor in passes:
-            med = statistics.median(times)
             work = flops if pass_ == "forward" else 2 * flops
-            results.append(StereoTiming(name, impl, pass_, med, min(times), max(times), work / med / 1e6, floor,
-                                        mib if pass_ == "backward" else None))
+            results.append((impl, pass_, times, work, floor, mib if pass_ == "backward" else None))
         if progress is not None:
             progress()
     return results

@@ -142,13 +142,18 @@ def feature_kernels(dtype, radius: int):
                 values[j] = acc.sum()
         return values
 
+    @ti.func
+    def pixel_dots(fmap1: ti.template(), fmap2: ti.template(), coords: ti.template(), b, h, w):
+        """:func:`dots` of pixel ``(b, h, w)`` around its coordinate, and the blend weight ``t``."""
+        start, t = window(coords[b, h, w], fmap2.shape[2])
+        return dots(fmap1, fmap2, b, h, w, start), t
+
     @locked
     @ti.kernel
     def forward(fmap1: vectors, fmap2: vectors, coords: nd3, out: nd4, scale: ti.f64):
         s = ti.cast(scale, dtype)
         for b, h, w in ti.ndrange(fmap1.shape[0], fmap1.shape[1], fmap1.shape[2]):
-            start, t = window(coords[b, h, w], fmap2.shape[2])
-            values = dots(fmap1, fmap2, b, h, w, start)
+            values, t = pixel_dots(fmap1, fmap2, coords, b, h, w)
             for k in ti.static(range(taps - 1)):
                 out[b, k, h, w] = s * ((1 - t) * values[k] + t * values[k + 1])
 
@@ -188,7 +193,7 @@ def feature_kernels(dtype, radius: int):
     def grad_coords(grad_out: nd4, fmap1: vectors, fmap2: vectors, coords: nd3, grad: nd3, scale: ti.f64):
         s = ti.cast(scale, dtype)
         for b, h, w in ti.ndrange(fmap1.shape[0], fmap1.shape[1], fmap1.shape[2]):
-            start, _ = window(coords[b, h, w], fmap2.shape[2])
-            grad[b, h, w] = s * slope(grad_out, b, h, w, dots(fmap1, fmap2, b, h, w, start))
+            values, _ = pixel_dots(fmap1, fmap2, coords, b, h, w)
+            grad[b, h, w] = s * slope(grad_out, b, h, w, values)
 
     return forward, grad_fmap1, grad_fmap2, grad_coords

@@ -84,6 +84,7 @@ class Timing:
     max_ms: float
     gflops: float
     floor_ms: float
+    peak_mib: float | None = None  #: stereo configurations: resident-set growth, fresh process
 
     @property
     def ratio(self) -> float:
@@ -311,8 +312,11 @@ def main(argv: list[str] | None = None) -> int:
                                 args.channels_last):
                 sweep.append((shape[2] * shape[3], t))
         for name in stereo:
-            stereo_results += _bench_stereo.run_config(name, device, dtype, args.warmup, args.repeats, rates, _measure,
-                                                       advance, peak=not args.no_peak)
+            for impl, pass_, times, work, floor, peak in _bench_stereo.run_config(
+                    name, device, dtype, args.warmup, args.repeats, rates, _measure, advance, peak=not args.no_peak):
+                med = statistics.median(times)
+                stereo_results.append(Timing(name, impl, pass_, med, min(times), max(times), work / med / 1e6, floor,
+                                             peak))
 
     layout = "channels_last" if args.channels_last else "contiguous (NCHW)"
     threads = f"{torch.get_num_threads()} threads" + (" (Taichi's pinned)" if args.pin_threads else "")
