@@ -16,8 +16,7 @@ import torch
 from torch import Tensor
 
 from . import _lookup1d_kernels
-from ._op import _COMPUTE, _launch
-from ._kernels import vector_aligned
+from ._op import _COMPUTE, _cpu_gradient, _cpu_layout, _launch
 from ._runtime import TAICHI_DTYPES, usable
 from .reference import correlation_lookup1d, volume_lookup1d
 
@@ -27,26 +26,18 @@ def _taichi(dtype: torch.dtype):
 
 
 def _vectors(t: Tensor, device: torch.device) -> Tensor:
-    """``(B, C, H, W)`` as the feature kernels' ``(B, H, W, V, LANES)``: channels-last, zero-padded to whole
-    vectors, in the compute dtype.  Free for an aligned channels_last tensor of the compute dtype whose
-    channels fill whole vectors (``CorrBlock1D`` keeps its feature maps so)."""
-    batch, channels, height, width = t.shape
-    lanes = _lookup1d_kernels.LANES
-    count = -(-channels // lanes)
-    rows = t.permute(0, 2, 3, 1)
-    if (count * lanes == channels and rows.dtype == _COMPUTE[t.dtype] and rows.device == device
-            and rows.is_contiguous() and vector_aligned(rows)):
-        return rows.view(batch, height, width, count, lanes)
-    out = torch.zeros(batch, height, width, count * lanes, dtype=_COMPUTE[t.dtype], device=device)
-    out[..., :channels] = rows
-    return out.view(batch, height, width, count, lanes)
+    """``(B, C, H, W)`` on ``device`` as the feature kernels' ``(B, H, W, V, LANES)``: the core op's CPU
+    layout (channels-last vectors, zero-padded), free for an aligned channels_last tensor of the compute
+    dtype whose channels fill whole vectors (``CorrBlock1D`` keeps its feature maps so)."""
+    return _cpu_layout(t.to(device))
 
 
-def _nchw_gradient(grad: Tensor, like: Tensor) -> Tensor:
-    """A feature kernel's gradient ``(B, H, W, V, LANES)`` as ``like``'s ``(B, C, H, W)``, channels_last."""
-    batch, channels, height, width = like.shape
-    rows = grad.view(batch, height, width, -1)[..., :channels]
-    return rows.permute(0, 3, 1, 2).to(device=like.device, dtype=like.dtype).contiguous(memory_format=torch.channels_last)
+def _gradient(like: Tensor, device: torch.device, launch) -> Tensor:
+    """``launch(view)`` writes a gradient in the feature kernels' layout; returned as ``like``'s
+    ``(B, C, H, W)`` channels_last tensor, on its device and of its dtype."""
+    grad, view = _cpu_gradient(like.to(device), _COMPUTE[like.dtype])
+    launch(view)
+    return grad.to(device=like.device, dtype=like.dtype).contiguous(memory_format=torch.channels_last)
 
 
 def _reference_grads(function, inputs: tuple[Tensor, ...], needed: tuple[bool, ...], grad_out: Tensor, *args):
@@ -171,11 +162,10 @@ def correlation_lookup1d_backward_op(grad_out: Tensor, fmap1: Tensor, fmap2: Ten
         g = grad_out.to(device=device, dtype=compute).contiguous()
         _, grad1, grad2, grad_xs = _lookup1d_kernels.feature_kernels(_taichi(fmap1.dtype), radius)
         grads = [fmap1.new_empty(0), fmap2.new_empty(0), coords.new_empty(0)]
-        for i, (need, kernel, partner, like) in enumerate(((need_fmap1, grad1, b, a), (need_fmap2, grad2, a, b))):
+        for i, (need, kernel, partner) in enumerate(((need_fmap1, grad1, b), (need_fmap2, grad2, a))):
             if need:
-                grad = torch.empty(like.shape, dtype=compute, device=device)
-                kernel(g, partner, xs, grad, float(scale))
-                grads[i] = _nchw_gradient(grad, (fmap1, fmap2)[i])
+                grads[i] = _gradient((fmap1, fmap2)[i], device,
+                                     lambda view: kernel(g, partner, xs, view, float(scale)))
         if need_coords:
             grad = torch.empty_like(xs)
             grad_xs(g, a, b, xs, grad, float(scale))

@@ -23,10 +23,9 @@ Kernels come from factories cached per compute dtype and radius, which they clos
 
 import functools
 
+from ._kernels import LANES  # the feature maps come in the core op's CPU layout of LANES-channel vectors
 from ._runtime import locked, ti
 
-#: channels per vector of the feature kernels' layout (the core op's vector width)
-LANES = 16
 
 
 @functools.cache
