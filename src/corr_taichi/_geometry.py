@@ -173,17 +173,30 @@ def _check_same_device(api: str, **tensors: torch.Tensor) -> None:
                          f"{', '.join(str(t.device) for t in tensors.values())}")
 
 
-def check_lookup1d(fmap1, fmap2, coords, radius, api: str) -> int:
-    """Validate a 1-D lookup on feature maps; returns the radius.  ``fmap1`` ``(B, C, H, W1)``, ``fmap2``
-    ``(B, C, H, W2)`` of the same dtype, ``coords`` ``(B, H, W1)``."""
+def check_feature_pair(fmap1, fmap2, api: str) -> None:
+    """``fmap1`` ``(B, C, H, W1)`` and ``fmap2`` ``(B, C, H, W2)`` of one dtype, as a 1-D lookup takes them."""
     _check_tensor(fmap1, "fmap1", "(B, C, H, W1)", api)
     _check_tensor(fmap2, "fmap2", "(B, C, H, W2)", api)
-    _check_tensor(coords, "coords", "(B, H, W1)", api)
     if fmap1.shape[:3] != fmap2.shape[:3]:
         raise ValueError(f"{api}: fmap1 and fmap2 must agree in B, C and H, got {tuple(fmap1.shape)} and "
                          f"{tuple(fmap2.shape)}")
     if fmap1.dtype != fmap2.dtype:
         raise TypeError(f"{api}: fmap1 and fmap2 must have the same dtype, got {fmap1.dtype} and {fmap2.dtype}")
+
+
+def x_coordinates(coords, api: str):
+    """The x coordinates ``(B, H, W1)`` of RAFT-Stereo's coordinate maps ``(B, >=1, H, W1)`` (channel 0)."""
+    if not isinstance(coords, torch.Tensor) or coords.dim() != 4 or coords.shape[1] < 1:
+        raise ValueError(f"{api}: coords must be a 4-D tensor (B, >=1, H, W1) with x in channel 0, got "
+                         f"{getattr(coords, 'shape', coords)!r}")
+    return coords[:, 0]
+
+
+def check_lookup1d(fmap1, fmap2, coords, radius, api: str) -> int:
+    """Validate a 1-D lookup on feature maps; returns the radius.  ``fmap1`` ``(B, C, H, W1)``, ``fmap2``
+    ``(B, C, H, W2)`` of the same dtype, ``coords`` ``(B, H, W1)``."""
+    check_feature_pair(fmap1, fmap2, api)
+    _check_tensor(coords, "coords", "(B, H, W1)", api)
     want = (fmap1.shape[0], fmap1.shape[2], fmap1.shape[3])
     if tuple(coords.shape) != want:
         raise ValueError(f"{api}: coords must have shape (B, H, W1) = {want}, got {tuple(coords.shape)}")

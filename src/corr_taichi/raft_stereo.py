@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-from ._geometry import as_int
+from ._geometry import as_int, check_feature_pair, x_coordinates
 from .stereo import correlation_lookup1d, volume_lookup1d
 
 MODES = ("volume", "on_the_fly")
@@ -60,12 +60,7 @@ class CorrBlock1D:
         self.radius = as_int(radius, f"{api}: radius", 0)
         if mode not in MODES:
             raise ValueError(f"{api}: mode must be one of {', '.join(MODES)}, got {mode!r}")
-        for name, t in (("fmap1", fmap1), ("fmap2", fmap2)):
-            if not isinstance(t, Tensor) or t.dim() != 4:
-                raise ValueError(f"{api}: {name} must be a 4-D tensor (B, C, H, W)")
-        if fmap1.shape[:3] != fmap2.shape[:3]:
-            raise ValueError(f"{api}: fmap1 and fmap2 must agree in B, C and H, got {tuple(fmap1.shape)} and "
-                             f"{tuple(fmap2.shape)}")
+        check_feature_pair(fmap1, fmap2, api)
         self.mode = mode
         self.scale = 1.0 / math.sqrt(fmap1.shape[1])
         if mode == "volume":
@@ -85,10 +80,7 @@ class CorrBlock1D:
                 self.pyramid.append(layout(_halve_columns(self.pyramid[-1])))
 
     def __call__(self, coords: Tensor) -> Tensor:
-        if not isinstance(coords, Tensor) or coords.dim() != 4 or coords.shape[1] < 1:
-            raise ValueError("raft_stereo.CorrBlock1D: coords must be a 4-D tensor (B, >=1, H, W1) with x in "
-                             f"channel 0, got {getattr(coords, 'shape', coords)!r}")
-        x = coords[:, 0]
+        x = x_coordinates(coords, "raft_stereo.CorrBlock1D")
         out = []
         for level, stage in enumerate(self.pyramid):
             at = x / 2**level

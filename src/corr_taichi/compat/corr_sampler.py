@@ -15,15 +15,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._geometry import check_volume_lookup1d
+from .._geometry import check_volume_lookup1d, x_coordinates
 from .._lookup1d import volume_lookup1d_backward_op, volume_lookup1d_op
 
 
 def _x(volume: Tensor, coords: Tensor, radius: int, api: str) -> tuple[Tensor, int]:
-    if not isinstance(coords, Tensor) or coords.dim() != 4 or coords.shape[1] < 1:
-        raise ValueError(f"{api}: coords must be a 4-D tensor (B, >=1, H, W1) with x in channel 0, got "
-                         f"{getattr(coords, 'shape', coords)!r}")
-    x = coords[:, 0]
+    x = x_coordinates(coords, api)
     return x, check_volume_lookup1d(volume, x, radius, api)
 
 
