@@ -204,6 +204,44 @@ def check_lookup1d(fmap1, fmap2, coords, radius, api: str) -> int:
     return as_int(radius, f"{api}: radius", 0)
 
 
+#: the output orders of the 2-D lookup: which offset varies slowest along the channels.
+LOOKUP_ORDERS = ("xy", "yx")
+#: the largest radius of the 2-D lookup: its kernels unroll the window's 2R + 2 columns at compile time
+#: (RAFT and its successors use 3 or 4).
+MAX_LOOKUP_RADIUS = 12
+
+
+def check_feature_maps2d(fmap1, fmap2, api: str) -> None:
+    """``fmap1`` ``(B, C, H1, W1)`` and ``fmap2`` ``(B, C, H2, W2)`` of one dtype, as the 2-D lookup takes them."""
+    _check_tensor(fmap1, "fmap1", "(B, C, H1, W1)", api)
+    _check_tensor(fmap2, "fmap2", "(B, C, H2, W2)", api)
+    if fmap1.shape[:2] != fmap2.shape[:2]:
+        raise ValueError(f"{api}: fmap1 and fmap2 must agree in B and C, got {tuple(fmap1.shape)} and "
+                         f"{tuple(fmap2.shape)}")
+    if fmap1.dtype != fmap2.dtype:
+        raise TypeError(f"{api}: fmap1 and fmap2 must have the same dtype, got {fmap1.dtype} and {fmap2.dtype}")
+    _check_same_device(api, fmap1=fmap1, fmap2=fmap2)
+
+
+def check_lookup2d(fmap1, fmap2, coords, radius, order, api: str) -> tuple[int, bool]:
+    """Validate a 2-D lookup: the feature maps (:func:`check_feature_maps2d`) and ``coords``
+    ``(B, 2, H1, W1)`` of a floating dtype on their device.  Returns the radius and whether the order is
+    x-major."""
+    check_feature_maps2d(fmap1, fmap2, api)
+    _check_tensor(coords, "coords", "(B, 2, H1, W1)", api)
+    want = (fmap1.shape[0], 2, fmap1.shape[2], fmap1.shape[3])
+    if tuple(coords.shape) != want:
+        raise ValueError(f"{api}: coords must have shape (B, 2, H1, W1) = {want} (x in channel 0, y in 1), got "
+                         f"{tuple(coords.shape)}")
+    _check_same_device(api, fmap1=fmap1, coords=coords)
+    if order not in LOOKUP_ORDERS:
+        raise ValueError(f"{api}: order must be one of {', '.join(map(repr, LOOKUP_ORDERS))}, got {order!r}")
+    radius = as_int(radius, f"{api}: radius", 0)
+    if radius > MAX_LOOKUP_RADIUS:
+        raise ValueError(f"{api}: radius must be an int in 0..{MAX_LOOKUP_RADIUS}, got {radius}")
+    return radius, order == "xy"
+
+
 def check_volume_lookup1d(volume, coords, radius, api: str) -> int:
     """Validate a 1-D lookup in a volume ``(B, H, W1, W2)`` at ``coords`` ``(B, H, W1)``; returns the radius."""
     _check_tensor(volume, "volume", "(B, H, W1, W2)", api)

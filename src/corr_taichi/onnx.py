@@ -3,8 +3,8 @@
 ONNX has no correlation operator, so a model containing the layer is exported through
 ``torch.export`` with each op replaced by its pure-PyTorch decomposition (:mod:`corr_taichi.reference`):
 the correlation (and so ``correlation1d`` and ``groupwise_correlation1d``) as Pad, Mul, ReduceSum,
-Concat and a grouped Conv for the kernel window; the 1-D lookups as Floor, GatherElements and the
-blend.  onnxruntime, TensorRT and friends run the result without a plugin.
+Concat and a grouped Conv for the kernel window; the 1-D lookups and the 2-D flow-guided lookup as
+Floor, GatherElements, Mul, ReduceSum and the bilinear blend.  onnxruntime, TensorRT and friends run the result without a plugin.
 
 Example:
     >>> import torch, corr_taichi, corr_taichi.onnx
@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from . import _lookup1d, _op  # noqa: F401  (register torch.ops.corr_taichi.*)
+from . import _lookup1d, _lookup2d, _op  # noqa: F401  (register torch.ops.corr_taichi.*)
 from ._geometry import Geometry
-from .reference import correlation_from_geometry, correlation_lookup1d, volume_lookup1d
+from .reference import correlation_from_geometry, correlation_lookup, correlation_lookup1d, volume_lookup1d
 
 
 def _compute(t: torch.Tensor) -> torch.dtype:
@@ -44,11 +44,17 @@ def _correlation_lookup1d(fmap1, fmap2, coords, radius: int, scale: float) -> to
     return correlation_lookup1d(fmap1.to(compute), fmap2.to(compute), coords, radius, scale).to(fmap1.dtype)
 
 
+def _correlation_lookup(fmap1, fmap2, coords, radius: int, x_major: bool, scale: float) -> torch.Tensor:
+    compute = _compute(fmap1)
+    return correlation_lookup(fmap1.to(compute), fmap2.to(compute), coords, radius, x_major, scale).to(fmap1.dtype)
+
+
 def decompositions() -> dict:
     """Decomposition table replacing the ops with standard PyTorch operators."""
     ops = torch.ops.corr_taichi
     return {ops.correlation.default: _decomposed, ops.volume_lookup1d.default: _volume_lookup1d,
-            ops.correlation_lookup1d.default: _correlation_lookup1d}
+            ops.correlation_lookup1d.default: _correlation_lookup1d,
+            ops.correlation_lookup.default: _correlation_lookup}
 
 
 def export(model: torch.nn.Module, args: tuple, f: Any = None, **onnx_kwargs):

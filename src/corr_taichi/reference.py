@@ -118,3 +118,36 @@ def correlation_lookup1d(fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius: i
     partners = rows2.gather(2, index).view(batch, height, width, -1, channels)
     values = (partners * fmap1.permute(0, 2, 3, 1).unsqueeze(3)).sum(-1) * inside
     return _blend(values, t) * scale
+
+
+def correlation_lookup(fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius: int, x_major: bool = True,
+                       scale: float = 1.0) -> Tensor:
+    """Same result as :func:`corr_taichi.correlation_lookup`, in plain PyTorch: for each of the ``2R + 2``
+    rows of whole pixels around each coordinate, the ``2R + 2`` pixels of ``fmap2`` gathered and dotted
+    with ``fmap1`` (memory of ``C x (2R + 2)`` values per pixel at a time), then blended bilinearly.  Also
+    the pure-PyTorch on-the-fly baseline of the benchmarks, and the ONNX decomposition (Gather, Mul,
+    ReduceSum)."""
+    batch, channels, height, width = fmap1.shape
+    height2, width2 = fmap2.shape[2:]
+    side, taps, pixels = 2 * radius + 1, 2 * radius + 2, height * width
+    xy = coords.to(fmap1.dtype)
+    finite = torch.isfinite(xy)
+    xy = torch.where(finite, xy, torch.full_like(xy, -1.0e9))  # far outside: reads nothing
+    if height2 == 0 or width2 == 0:
+        return fmap1.new_zeros(batch, side * side, height, width)
+    columns, column_inside, fx = _lookup_columns(xy[:, 0], radius, width2)  # (B, H, W, taps)
+    rows, row_inside, fy = _lookup_columns(xy[:, 1], radius, height2)
+    flat2, f1 = fmap2.flatten(2), fmap1.flatten(2).unsqueeze(-1)  # (B, C, H2 W2), (B, C, H W, 1)
+    dots = []
+    for j in range(taps):
+        index = (rows[..., j : j + 1] * width2 + columns).reshape(batch, 1, pixels * taps)
+        partners = flat2.gather(2, index.expand(-1, channels, -1)).view(batch, channels, pixels, taps)
+        inside = (row_inside[..., j : j + 1] & column_inside).view(batch, pixels, taps)
+        dots.append((partners * f1).sum(1) * inside)
+    d = torch.stack(dots, 2)  # (B, H W, row j, column i)
+    fx, fy = fx.reshape(batch, pixels, 1, 1), fy.reshape(batch, pixels, 1, 1)
+    along_x = (1 - fx) * d[..., :-1] + fx * d[..., 1:]
+    blended = (1 - fy) * along_x[:, :, :-1] + fy * along_x[:, :, 1:]  # (B, H W, dy, dx)
+    blended = blended.permute(0, 3, 2, 1) if x_major else blended.permute(0, 2, 3, 1)
+    out = blended.reshape(batch, side * side, height, width) * scale
+    return out.masked_fill(~finite.all(1, keepdim=True), float("nan"))

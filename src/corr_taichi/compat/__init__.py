@@ -4,7 +4,9 @@
 * :mod:`corr_taichi.compat.flownet2` -- NVIDIA flownet2-pytorch's ``correlation_package``;
 * :mod:`corr_taichi.compat.mmcv` -- ``mmcv.ops.Correlation``;
 * :mod:`corr_taichi.compat.gwcnet` -- GwcNet's ``groupwise_correlation`` and ``build_gwc_volume``;
-* :mod:`corr_taichi.compat.corr_sampler` -- RAFT-Stereo's ``corr_sampler`` CUDA extension.
+* :mod:`corr_taichi.compat.corr_sampler` -- RAFT-Stereo's ``corr_sampler`` CUDA extension;
+* :mod:`corr_taichi.compat.alt_cuda_corr` -- RAFT's ``alt_cuda_corr`` CUDA extension (also imported by
+  GMA, MemFlow, VideoFlow, ptlflow's models and others).
 
 :func:`install_aliases` makes existing model code that imports the originals run unchanged.
 """
@@ -21,6 +23,7 @@ ALIASES = {
     "correlation_package": "corr_taichi.compat._correlation_package",
     "correlation_package.correlation": "corr_taichi.compat.flownet2",
     "corr_sampler": "corr_taichi.compat.corr_sampler",
+    "alt_cuda_corr": "corr_taichi.compat.alt_cuda_corr",
 }
 
 

@@ -1,0 +1,190 @@
+"""Taichi kernels of the 2-D flow-guided lookup (RAFT's correlation lookup), for every backend.
+
+For each pixel ``(b, h, w)`` of ``fmap1`` with coordinate ``(x, y)``, the lookup needs ``(2R + 1)**2``
+bilinear samples of the correlation with ``fmap2`` at ``(x + dx, y + dy)``.  They all share the
+fractional parts ``fx = x - floor(x)`` and ``fy = y - floor(y)``, so the kernels compute the dot
+products ``D[j][i]`` of ``fmap1[b, h, w]`` with the ``(2R + 2)**2`` whole pixels
+``(floor(x) - R + i, floor(y) - R + j)`` once, one row ``j`` at a time, and blend neighbours:
+
+    out[i, j] = (1 - fy) * ((1 - fx) D[j][i] + fx D[j][i + 1]) + fy * ((1 - fx) D[j + 1][i] + fx D[j + 1][i + 1])
+
+(zero outside ``fmap2``): ``(2R + 2)**2`` dot products per pixel instead of ``4 (2R + 1)**2`` samples.
+
+The backward is three gathers, deterministic (no atomics):
+
+* :func:`lookup_kernels`' ``pixel_backward``, one thread per pixel: the weight ``G[j][i]`` with which
+  each whole pixel of the window enters the output gradient's sum (stored for ``grad_fmap2``), then
+  ``fmap1``'s gradient ``sum G[j][i] fmap2[...]`` and the coordinate's (the derivative of the blend
+  weights, from the dot products), each where wanted;
+* ``grad_fmap2``: one thread per image and vector of channels walks the pixels of ``fmap1`` in order
+  and adds ``G[j][i] fmap1[...]`` into the window; it alone owns that vector of every ``fmap2`` pixel.
+
+The feature maps are the core op's CPU layout: channels-last vectors ``(B, H, W, C / LANES)`` of
+``LANES`` channels.  Kernels come from factories cached per compute dtype, radius and output order,
+which they close over.  (No ``from __future__ import annotations`` here: Taichi reads the kernels'
+annotations as objects.)
+"""
+
+import functools
+
+from ._kernels import LANES, _partner_dots
+from ._lookup1d_kernels import _common
+from ._runtime import locked, ti
+
+#: a row's dot products are computed in tiles of this many neighbouring pixels, which share each load
+#: of ``fmap1``'s vector (``docs/flow-lookup.md``: 2 was the fastest of 1, 2, 5 and 10 at 256 channels).
+#: The window is ``2R + 2`` pixels wide, a multiple of it.
+PARTNERS = 2
+
+
+@functools.cache
+def lookup_kernels(dtype, radius: int, x_major: bool):
+    """``forward`` into ``(B, H1, W1, (2R + 1)**2)`` (pixel-major), ``pixel_backward`` (which reads the
+    output gradient so too) and ``grad_fmap2``, for
+    coordinates ``(B, 2, H1, W1)`` (x in channel 0).  Output channel ``k`` holds the offset ``(dx, dy)``
+    at ``k = (dx + R) (2R + 1) + (dy + R)`` when ``x_major`` (RAFT's order), else
+    ``(dy + R) (2R + 1) + (dx + R)``."""
+    taps = 2 * radius + 2  # whole pixels per window side
+    side = taps - 1  # offsets per side
+    window = _common(dtype, radius)[0]
+    nd4 = ti.types.ndarray(ndim=4)
+    vectors = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
+
+    @ti.func
+    def channel(i, j):
+        """The output channel of offset column ``i`` and row ``j`` (``0..2R``)."""
+        return i * side + j if ti.static(x_major) else j * side + i
+
+    @ti.func
+    def row_dots(fmap1: ti.template(), fmap2: ti.template(), b, h, w, row, x0):
+        """``<fmap1[b, h, w], fmap2[b, row, x0 + i]>`` for ``i < taps``, zero outside ``fmap2``."""
+        dots = ti.Vector.zero(dtype, taps)
+        if 0 <= row and row < fmap2.shape[1]:
+            for t in ti.static(range(taps // PARTNERS)):
+                pair = _partner_dots(fmap1, fmap2, b, h, w, row, x0 + t * PARTNERS, 1, PARTNERS, dtype)
+                for i in ti.static(range(PARTNERS)):
+                    dots[t * PARTNERS + i] = pair[i]
+        return dots
+
+    @ti.func
+    def along_x(values: ti.template(), fx):
+        """``(1 - fx) v[i] + fx v[i + 1]`` for ``i < side``: a row of dots blended along x."""
+        out = ti.Vector.zero(dtype, side)
+        for i in ti.static(range(side)):
+            out[i] = (1 - fx) * values[i] + fx * values[i + 1]
+        return out
+
+    @ti.func
+    def grad_row(grad_out: ti.template(), b, h, w, j):
+        """``g[i] = grad_out[b, h, w, channel(i, j)]`` for ``i < side`` (zero for a row ``j`` past the end)."""
+        g = ti.Vector.zero(dtype, side)
+        if j < side:
+            for i in ti.static(range(side)):
+                g[i] = ti.cast(grad_out[b, h, w, channel(i, j)], dtype)
+        return g
+
+    @ti.func
+    def spread_x(g: ti.template(), fx):
+        """The weights of a row's whole pixels in ``sum_i g[i] out_x[i]`` (``out_x`` = :func:`along_x`), and
+        their derivatives in ``fx``: ``(1 - fx) g[i] + fx g[i - 1]`` and ``g[i - 1] - g[i]``."""
+        weights, slopes = ti.Vector.zero(dtype, taps), ti.Vector.zero(dtype, taps)
+        for i in ti.static(range(taps)):
+            if ti.static(i < side):
+                weights[i] += (1 - fx) * g[i]
+                slopes[i] -= g[i]
+            if ti.static(i > 0):
+                weights[i] += fx * g[i - 1]
+                slopes[i] += g[i - 1]
+        return weights, slopes
+
+    @locked
+    @ti.kernel
+    def forward(fmap1: vectors, fmap2: vectors, coords: nd4, out: nd4, scale: ti.f64):
+        s = ti.cast(scale, dtype)
+        for b, h, w in ti.ndrange(fmap1.shape[0], fmap1.shape[1], fmap1.shape[2]):
+            x0, fx = window(ti.cast(coords[b, 0, h, w], dtype), fmap2.shape[2])
+            y0, fy = window(ti.cast(coords[b, 1, h, w], dtype), fmap2.shape[1])
+            above = ti.Vector.zero(dtype, side)
+            for j in range(taps):
+                here = along_x(row_dots(fmap1, fmap2, b, h, w, y0 + j, x0), fx)
+                if j > 0:
+                    for i in ti.static(range(side)):
+                        out[b, h, w, channel(i, j - 1)] = s * ((1 - fy) * above[i] + fy * here[i])
+                above = here
+
+    @ti.func
+    def window_weights(grad_out: ti.template(), weights: ti.template(), b, h, w, fx, fy, s):
+        """Store ``s * G[j][i]`` (the weight of whole pixel ``(i, j)`` in the output gradient's sum) in
+        ``weights[b, h, w, j * taps + i]``."""
+        above = ti.Vector.zero(dtype, taps)
+        for j in range(taps):
+            here, _ = spread_x(grad_row(grad_out, b, h, w, j), fx)
+            for i in ti.static(range(taps)):
+                weights[b, h, w, j * taps + i] = s * ((1 - fy) * here[i] + fy * above[i])
+            above = here
+
+    @ti.func
+    def coordinate_grad(grad_out: ti.template(), fmap1: ti.template(), fmap2: ti.template(), b, h, w, x0, y0, fx,
+                        fy):
+        """``(d/dx, d/dy)`` of ``sum_k grad_out[k] out[k]``: the dot products weighted by the derivatives of
+        their blend weights (:func:`spread_x`, and its difference between neighbouring rows)."""
+        dx, dy = ti.cast(0, dtype), ti.cast(0, dtype)
+        weights_above, slopes_above = ti.Vector.zero(dtype, taps), ti.Vector.zero(dtype, taps)
+        for j in range(taps):
+            dots = row_dots(fmap1, fmap2, b, h, w, y0 + j, x0)
+            weights, slopes = spread_x(grad_row(grad_out, b, h, w, j), fx)
+            dx += dots.dot((1 - fy) * slopes + fy * slopes_above)
+            dy += dots.dot(weights_above - weights)
+            weights_above, slopes_above = weights, slopes
+        return dx, dy
+
+    @ti.func
+    def window_gather(weights: ti.template(), fmap2: ti.template(), b, h, w, x0, y0, v):
+        """``sum_{j, i} weights[b, h, w, j * taps + i] * fmap2[b, y0 + j, x0 + i, v]`` over the window's pixels
+        inside ``fmap2``."""
+        acc = ti.Vector.zero(dtype, LANES)
+        for j in range(taps):
+            row = y0 + j
+            if 0 <= row and row < fmap2.shape[1]:
+                for i in ti.static(range(taps)):
+                    x = x0 + i
+                    if 0 <= x and x < fmap2.shape[2]:
+                        acc += weights[b, h, w, j * taps + i] * fmap2[b, row, x, v]
+        return acc
+
+    @locked
+    @ti.kernel
+    def pixel_backward(grad_out: nd4, fmap1: vectors, fmap2: vectors, coords: nd4, weights: nd4, grad_fmap1: vectors,
+                       grad_coords: nd4, scale: ti.f64, with_fmap1: ti.i32, with_coords: ti.i32):
+        s = ti.cast(scale, dtype)
+        for b, h, w in ti.ndrange(fmap1.shape[0], fmap1.shape[1], fmap1.shape[2]):
+            x0, fx = window(ti.cast(coords[b, 0, h, w], dtype), fmap2.shape[2])
+            y0, fy = window(ti.cast(coords[b, 1, h, w], dtype), fmap2.shape[1])
+            window_weights(grad_out, weights, b, h, w, fx, fy, s)
+            if with_fmap1:
+                for v in range(fmap1.shape[3]):
+                    grad_fmap1[b, h, w, v] = window_gather(weights, fmap2, b, h, w, x0, y0, v)
+            if with_coords:
+                dx, dy = coordinate_grad(grad_out, fmap1, fmap2, b, h, w, x0, y0, fx, fy)
+                grad_coords[b, 0, h, w] = s * dx
+                grad_coords[b, 1, h, w] = s * dy
+
+    @locked
+    @ti.kernel
+    def grad_fmap2(weights: nd4, fmap1: vectors, coords: nd4, grad: vectors):
+        for b, v in ti.ndrange(grad.shape[0], grad.shape[3]):
+            for y, x in ti.ndrange(grad.shape[1], grad.shape[2]):
+                grad[b, y, x, v] = ti.Vector.zero(dtype, LANES)
+            for h, w in ti.ndrange(fmap1.shape[1], fmap1.shape[2]):  # in order: the thread owns vector v
+                x0, _ = window(ti.cast(coords[b, 0, h, w], dtype), grad.shape[2])
+                y0, _ = window(ti.cast(coords[b, 1, h, w], dtype), grad.shape[1])
+                f = fmap1[b, h, w, v]
+                for j in range(taps):
+                    row = y0 + j
+                    if 0 <= row and row < grad.shape[1]:
+                        for i in ti.static(range(taps)):
+                            x = x0 + i
+                            if 0 <= x and x < grad.shape[2]:  # not +=, which Taichi makes atomic
+                                grad[b, row, x, v] = grad[b, row, x, v] + weights[b, h, w, j * taps + i] * f
+
+    return forward, pixel_backward, grad_fmap2
