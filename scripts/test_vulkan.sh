@@ -11,7 +11,9 @@ then
     echo "Vulkan pass SKIPPED: no Vulkan device (install mesa-vulkan-drivers libvulkan1 for lavapipe)"
     exit 0
 fi
-echo "Vulkan pass: tests/test_core.py tests/test_gpu_tiles.py tests/test_compat.py tests/test_stereo.py tests/test_stereo_volumes.py and the split calls with CORR_TAICHI_ARCH=vulkan"
+echo "Vulkan pass: tests/test_core.py tests/test_gpu_tiles.py tests/test_compat.py tests/test_stereo.py tests/test_stereo_volumes.py, the split calls and the tests of tests/test_flow_lookup.py marked vulkan, with CORR_TAICHI_ARCH=vulkan"
 echo "Vulkan pass test order seed: $SEED"
 CORR_TAICHI_ARCH=vulkan "$PY" -m pytest -q -n auto -p randomly --randomly-seed="$SEED" tests/test_core.py tests/test_gpu_tiles.py tests/test_compat.py tests/test_stereo.py tests/test_stereo_volumes.py \
     "tests/test_reliability.py::test_calls_split_below_the_index_limit_match_the_reference"
+# The flow lookup's kernels compile for 10-35 s each here: the tests marked `vulkan` cover three configurations.
+CORR_TAICHI_ARCH=vulkan "$PY" -m pytest -q -n auto -p randomly --randomly-seed="$SEED" tests/test_flow_lookup.py -m vulkan

@@ -191,3 +191,31 @@ def volume_lookup1d_coords_grad(volume, coords, radius, grad_out):
                     q = math.floor(float(coords[b, h, w]) + k)
                     grad[b, h, w] += float(grad_out[b, k + radius, h, w]) * (at(b, h, w, q + 1) - at(b, h, w, q))
     return grad
+
+
+def flow_lookup(fmap1, fmap2, coords, radius, x_major=True, scale=1.0):
+    """RAFT's lookup from its definition, on torch float64 tensors (so that autograd gives the reference
+    gradients): for each offset (dx, dy) in -R..R, the bilinear sample of fmap2 at (x + dx, y + dy) from
+    its four corners (floor-based weights, zero outside), dotted with fmap1.  Channel k = (dx + R)(2R + 1)
+    + (dy + R) when x_major, else (dy + R)(2R + 1) + (dx + R).  (B, (2R + 1)**2, H1, W1)."""
+    import torch
+
+    B, C, H1, W1 = fmap1.shape
+    H2, W2 = fmap2.shape[2:]
+    side = 2 * radius + 1
+    flat2 = fmap2.reshape(B, C, H2 * W2)
+    planes = {}
+    for dx in range(-radius, radius + 1):
+        for dy in range(-radius, radius + 1):
+            x, y = coords[:, 0] + dx, coords[:, 1] + dy
+            x0, y0 = torch.floor(x), torch.floor(y)
+            sample = 0
+            for cx, wx in ((x0, 1 - (x - x0)), (x0 + 1, x - x0)):
+                for cy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
+                    inside = (cx >= 0) & (cx < W2) & (cy >= 0) & (cy < H2)
+                    index = (cy.clamp(0, H2 - 1) * W2 + cx.clamp(0, W2 - 1)).long().reshape(B, 1, -1)
+                    corner = flat2.gather(2, index.expand(-1, C, -1)).reshape(B, C, H1, W1)
+                    sample = sample + corner * (wx * wy * inside).unsqueeze(1)
+            k = (dx + radius) * side + (dy + radius) if x_major else (dy + radius) * side + (dx + radius)
+            planes[k] = (fmap1 * sample).sum(1) * scale
+    return torch.stack([planes[k] for k in range(side * side)], 1)

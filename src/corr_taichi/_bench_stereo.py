@@ -1,5 +1,6 @@
-"""The stereo configurations of ``python -m corr_taichi.bench``: group-wise correlation volumes (GwcNet,
-IGEV-Stereo) and RAFT-Stereo's 1-D lookup, each against the networks' own pure-PyTorch code.
+"""The stereo and flow-lookup configurations of ``python -m corr_taichi.bench``: group-wise correlation
+volumes (GwcNet, IGEV-Stereo), RAFT-Stereo's 1-D lookup and RAFT's 2-D lookup, each against the
+networks' own pure-PyTorch code.
 
 * Group-wise (``gwcnet-crop``, ``gwcnet-kitti``, ``igev-kitti``): the volume of ``max_disp`` disparities,
   forward, and backward to both feature maps.  Baseline: GwcNet's ``build_gwc_volume``, a Python loop
@@ -10,6 +11,13 @@ IGEV-Stereo) and RAFT-Stereo's 1-D lookup, each against the networks' own pure-P
   ``grid_sample``) and ``PytorchAlternateCorrBlock1D`` (``grid_sample`` of the features per offset),
   the latter forward only (:data:`FORWARD_ONLY`): its autograd graph keeps a sampled feature map and a
   product per offset, level and lookup, about 26 GB for 12 lookups at the KITTI size.
+* 2-D lookup (``raft-1024x440``, ``raft-1080p``, ``raft-small-1024x440``): RAFT's ``CorrBlock`` built
+  from the two feature maps (1/8 of the frame), then looked up at ``LOOKUPS`` coordinate maps (the
+  identity plus a smooth flow); forward, and backward from all lookups to both feature maps.
+  Baselines: RAFT's ``CorrBlock`` (all-pairs volume by matmul, ``avg_pool2d``, ``grid_sample``) and
+  the pure-PyTorch on-the-fly loop of ptlflow's ``IterativeCorrBlock`` and RAFT-Stereo's
+  ``PytorchAlternateCorrBlock1D`` (``grid_sample`` of the pooled features per offset), forward only
+  for the same reason as above.
 
 Peak memory is measured in a fresh process per implementation: the growth of the resident set's high
 -water mark over one forward and backward (Linux: ``/proc/self/clear_refs`` resets it, after a small
@@ -39,6 +47,11 @@ CONFIGS: dict[str, tuple[str, tuple[int, int, int, int], dict]] = {
     "igev-kitti": ("groupwise", (1, 96, 94, 311), dict(max_disp=48, groups=8)),
     # RAFT-Stereo: 256-channel features at 1/4 of a KITTI frame, 4 levels, radius 4
     "raft-stereo-kitti": ("lookup", (1, 256, 94, 311), dict(num_levels=4, radius=4)),
+    # RAFT: 256-channel features at 1/8 of a 1024x440 frame and of a 1080p one, 4 levels, radius 4;
+    # raft-small: 128 channels, radius 3
+    "raft-1024x440": ("flow", (1, 256, 55, 128), dict(num_levels=4, radius=4)),
+    "raft-1080p": ("flow", (1, 256, 135, 240), dict(num_levels=4, radius=4)),
+    "raft-small-1024x440": ("flow", (1, 128, 55, 128), dict(num_levels=4, radius=3)),
 }
 
 
@@ -111,15 +124,69 @@ class RaftStereoAlternateBlock:
         return torch.stack(out, 1).float()
 
 
+def _grid_sample_xy(img, x, y):
+    height, width = img.shape[-2:]
+    grid = torch.stack([2 * x / (width - 1) - 1, 2 * y / (height - 1) - 1], -1)
+    return F.grid_sample(img, grid, align_corners=True)
+
+
+class RaftVolumeBlock:
+    """RAFT's CorrBlock: the all-pairs volume by matmul, pooled with avg_pool2d, sampled by grid_sample."""
+
+    def __init__(self, fmap1, fmap2, num_levels, radius):
+        batch, channels, height, width = fmap1.shape
+        corr = torch.matmul(fmap1.view(batch, channels, -1).transpose(1, 2), fmap2.view(batch, channels, -1))
+        corr = corr.reshape(batch * height * width, 1, *fmap2.shape[2:]) / math.sqrt(channels)
+        self.pyramid = [corr]
+        for _ in range(num_levels - 1):
+            self.pyramid.append(F.avg_pool2d(self.pyramid[-1], 2, stride=2))
+        self.radius, self.shape = radius, (batch, height, width)
+
+    def __call__(self, coords):
+        batch, height, width = self.shape
+        r = self.radius
+        d = torch.linspace(-r, r, 2 * r + 1, dtype=coords.dtype)
+        dx, dy = d.view(-1, 1).expand(-1, 2 * r + 1), d.view(1, -1).expand(2 * r + 1, -1)  # x-offset-major
+        centre = coords.permute(0, 2, 3, 1).reshape(-1, 1, 1, 2)
+        out = []
+        for level, corr in enumerate(self.pyramid):
+            at = centre / 2**level
+            sampled = _grid_sample_xy(corr, at[..., 0] + dx, at[..., 1] + dy)
+            out.append(sampled.view(batch, height, width, -1))
+        return torch.cat(out, -1).permute(0, 3, 1, 2).contiguous().float()
+
+
+class RaftAlternateBlock:
+    """The pure-PyTorch on-the-fly lookup: grid_sample of the pooled fmap2 at each offset, times fmap1."""
+
+    def __init__(self, fmap1, fmap2, num_levels, radius):
+        self.fmap1, self.radius = fmap1, radius
+        self.pyramid = [fmap2]
+        for _ in range(num_levels - 1):
+            self.pyramid.append(F.avg_pool2d(self.pyramid[-1], 2, stride=2))
+
+    def __call__(self, coords):
+        r, channels = self.radius, self.fmap1.shape[1]
+        out = []
+        for level, fmap2 in enumerate(self.pyramid):
+            x, y = coords[:, 0] / 2**level, coords[:, 1] / 2**level
+            for dx in range(-r, r + 1):
+                for dy in range(-r, r + 1):
+                    sampled = _grid_sample_xy(fmap2, x + dx, y + dy)
+                    out.append((sampled * self.fmap1).sum(1) / math.sqrt(channels))
+        return torch.stack(out, 1).float()
+
+
 # --------------------------------------------------------------------------- implementations
 
-#: implementations timed forward only (RAFT-Stereo's inference path; see the module's docstring)
-FORWARD_ONLY = {"raft_stereo_alternate"}
+#: implementations timed forward only (the networks' inference paths; see the module's docstring)
+FORWARD_ONLY = {"raft_stereo_alternate", "raft_alternate"}
 
 
 def implementations(kind: str) -> dict[str, Callable]:
     """name -> fn(fmap1, fmap2, params, coords_list) returning the outputs to differentiate."""
     from .compat import gwcnet
+    from .raft import CorrBlock
     from .raft_stereo import CorrBlock1D
 
     if kind == "groupwise":
@@ -134,6 +201,12 @@ def implementations(kind: str) -> dict[str, Callable]:
             return [block(coords) for coords in coords_list]
         return run
 
+    if kind == "flow":
+        return {
+            "corr_taichi": lookups(CorrBlock),
+            "raft_corrblock": lookups(RaftVolumeBlock),
+            "raft_alternate": lookups(RaftAlternateBlock),
+        }
     return {
         "corr_taichi_volume": lookups(CorrBlock1D, mode="volume"),
         "corr_taichi_on_the_fly": lookups(CorrBlock1D, mode="on_the_fly"),
@@ -153,16 +226,28 @@ def inputs(kind: str, shape, device, dtype, seed: int = 0):
             x = torch.arange(width, dtype=dtype) - torch.rand(batch, height, width, generator=gen, dtype=dtype) * width / 4
             y = torch.arange(height, dtype=dtype).view(1, height, 1).expand(batch, height, width)
             coords_list.append(torch.stack([x, y], 1).to(device))
+    if kind == "flow":
+        batch, _, height, width = shape
+        ys, xs = torch.meshgrid(torch.arange(height, dtype=dtype), torch.arange(width, dtype=dtype), indexing="ij")
+        grid = torch.stack([xs, ys]).expand(batch, 2, height, width)
+        for _ in range(LOOKUPS):  # a smooth flow of up to ~6 pixels (1/8 resolution), as refinement sees
+            coarse = torch.randn(batch, 2, 4, 4, generator=gen, dtype=dtype) * 3
+            flow = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=True)
+            coords_list.append((grid + flow).to(device))
     return a, b, coords_list
 
 
 def useful_flops(kind: str, shape, params) -> float:
     """Multiply-adds (x2) the result needs: every (pixel, disparity, channel) product of the volume; for
-    the lookups, a dot product per pixel, level and offset of each lookup."""
+    the 1-D lookups, a dot product per pixel, level and offset of each lookup; for the 2-D lookups, one
+    per pixel, level and whole pixel of the ``(2R + 2)**2`` window that the bilinear samples blend."""
     batch, channels, height, width = shape
     if kind == "groupwise":
         d = params["max_disp"]
         return 2.0 * batch * channels * height * sum(max(width - k, 0) for k in range(d))
+    if kind == "flow":
+        window = (2 * params["radius"] + 2) ** 2
+        return 2.0 * LOOKUPS * batch * channels * height * width * params["num_levels"] * window
     return 2.0 * LOOKUPS * batch * channels * height * width * params["num_levels"] * (2 * params["radius"] + 1)
 
 
@@ -212,7 +297,7 @@ def _peak_in_this_process(name: str, impl: str, device, dtype) -> float:
 
     kind, shape, params = CONFIGS[name]
     fn = implementations(kind)[impl]
-    small = (shape[0], shape[1], min(shape[2], 4), min(shape[3], 24))
+    small = (shape[0], shape[1], min(shape[2], 16 if kind == "flow" else 4), min(shape[3], 24))
     a, b, coords_list = inputs(kind, small, device, dtype, seed=1)  # compiles the kernels outside the measurement
     outs = fn(a, b, params, coords_list[:1])
     torch.autograd.grad(outs, (a, b), [torch.ones_like(o) for o in outs])

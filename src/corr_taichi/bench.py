@@ -182,11 +182,11 @@ def _print_table(results: list[Timing], title: str) -> None:
 
 def _print_stereo_table(results: list, title: str) -> None:
     print(title)
-    print(f"{'config':<18} {'impl':<24} {'pass':<9} {'median ms':>10} {'min-max ms':>19} {'GFLOP/s':>8} "
+    print(f"{'config':<20} {'impl':<24} {'pass':<9} {'median ms':>10} {'min-max ms':>19} {'GFLOP/s':>8} "
           f"{'x floor':>8} {'peak MiB':>9}")
     for r in results:
         peak = "" if r.peak_mib is None else f"{r.peak_mib:.0f}"
-        print(f"{r.config:<18} {r.impl:<24} {r.pass_:<9} {r.median_ms:>10.1f} {r.min_ms:>9.1f}-{r.max_ms:<9.1f} "
+        print(f"{r.config:<20} {r.impl:<24} {r.pass_:<9} {r.median_ms:>10.1f} {r.min_ms:>9.1f}-{r.max_ms:<9.1f} "
               f"{r.gflops:>8.1f} {r.ratio:>8.2f} {peak:>9}")
 
 

@@ -17,8 +17,6 @@ volume, and the same values.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -36,10 +34,16 @@ def _pyramid(fmap2: Tensor, num_levels: int) -> list[Tensor]:
     return levels
 
 
+def _sqrt_channels(channels: int) -> float:
+    """``sqrt(C)`` as RAFT and torchvision divide by it: ``torch.sqrt`` of a float32 tensor, rounded to
+    float32 (so that float64 runs reproduce them exactly too)."""
+    return float(torch.sqrt(torch.tensor(float(channels), dtype=torch.float32)))
+
+
 def _lookup_pyramid(fmap1: Tensor, levels: list[Tensor], coords: Tensor, radius: int, api: str) -> Tensor:
     """The level-major concatenation of each level's lookup at ``coords / 2**i``, divided by ``sqrt(C)``."""
     check_lookup2d(fmap1, levels[0], coords, radius, "xy", api)
-    scale = 1.0 / math.sqrt(fmap1.shape[1])
+    scale = 1.0 / _sqrt_channels(fmap1.shape[1])
     out = [correlation_lookup(fmap1, level, coords / 2**i, radius, "xy", scale) for i, level in enumerate(levels)]
     return torch.cat(out, dim=1)
 
