@@ -43,3 +43,24 @@ def test_warp_shifts_content():
     flow = torch.zeros(1, 2, 5, 7)
     flow[:, 1] = 1.0  # sample one pixel to the right
     assert demo.warp(img, flow)[0, 0, 2, 2] == pytest.approx(1.0)
+
+
+def test_patch_features_give_normalised_cross_correlation():
+    g = torch.Generator().manual_seed(3)
+    image = torch.rand(1, 1, 12, 13, generator=g)
+    f = demo.patch_features(image, 5)
+    assert f.shape == (1, 25, 12, 13)
+    torch.testing.assert_close(f.norm(dim=1), torch.ones(1, 12, 13))
+    torch.testing.assert_close(f.mean(1), torch.zeros(1, 12, 13), atol=1e-6, rtol=0)
+
+
+def test_refinement_recovers_a_constant_shift():
+    g = torch.Generator().manual_seed(4)
+    img1 = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 52, 60, generator=g), 3, stride=1, padding=1)
+    true = torch.zeros(2, 52, 60)
+    true[0], true[1] = 0.6, -1.3  # (y, x)
+    img2 = demo.warp(img1, -true[None])
+    start = true.round()  # a search's whole-pixel estimate
+    flow = demo.refine_flow(img1, img2, start, iterations=4, radius=1, patch=7)
+    inner = (slice(None), slice(8, -8), slice(8, -8))
+    assert float((flow - true)[inner].abs().mean()) < 0.15 < float((start - true)[inner].abs().mean())

@@ -181,6 +181,9 @@ class RaftAlternateBlock:
 
 #: implementations timed forward only (the networks' inference paths; see the module's docstring)
 FORWARD_ONLY = {"raft_stereo_alternate", "raft_alternate"}
+#: the per-offset grid_sample loop of the 2-D lookup is timed up to this many pixels per map (it takes
+#: about 30 s per 12 lookups at 55 x 128 on a 2-core CPU, and grows with the pixels)
+SLOW_LOOP_MAX_PIXELS = 10_000
 
 
 def implementations(kind: str) -> dict[str, Callable]:
@@ -261,6 +264,8 @@ def run_config(name: str, device, dtype, warmup: int, repeats: int, rates, measu
     a, b, coords_list = inputs(kind, shape, device, dtype)
     results = []
     for impl, fn in implementations(kind).items():
+        if impl == "raft_alternate" and shape[2] * shape[3] > SLOW_LOOP_MAX_PIXELS:
+            continue
         with torch.no_grad():
             fwd = measure(lambda: fn(a, b, params, coords_list), device, warmup, repeats)
         passes = [("forward", fwd, floor_ms)]

@@ -37,6 +37,22 @@ def _coordinates(coords: Tensor, device: torch.device, compute: torch.dtype) -> 
     return torch.where(bad, torch.full_like(xy, _FAR), xy), bad.any(dim=1, keepdim=True)
 
 
+def _sorted_by_window(window_cells, xy: Tensor, height: int, width: int, taps: int) -> tuple[Tensor, Tensor]:
+    """The pixels of ``fmap1`` sorted stably by the cell of their window's origin in ``fmap2``'s
+    ``height x width`` grid (:func:`._lookup2d_kernels.lookup_kernels`' ``window_cells``), as ``order``
+    (flat pixel indices, int32), and where each cell's run starts in it (``starts``, one past the last
+    cell too).  A few hundred microseconds at RAFT's sizes: one sort of one key per pixel."""
+    batch, _, rows, columns = xy.shape
+    cells = torch.empty(batch, rows, columns, dtype=torch.int32, device=xy.device)
+    window_cells(xy, cells, height, width)
+    count = batch * (height + taps - 1) * (width + taps - 1)
+    keys = cells.flatten()
+    order = torch.sort(keys, stable=True).indices.to(torch.int32)
+    starts = torch.zeros(count + 2, dtype=torch.int32, device=xy.device)
+    torch.cumsum(torch.bincount(keys, minlength=count + 1), 0, out=starts[1:])
+    return starts, order
+
+
 def _fallback(fmap1: Tensor, fmap2: Tensor) -> bool:
     return fmap1.numel() == 0 or fmap2.numel() == 0 or not usable()
 
@@ -79,7 +95,7 @@ def correlation_lookup_backward_op(grad_out: Tensor, fmap1: Tensor, fmap2: Tenso
     taps = 2 * radius + 2
     grads = [fmap1.new_empty(0), fmap2.new_empty(0), coords.new_empty(0)]
     with _launch(fmap1.device) as (device, _):
-        forward, pixel_backward, grad_fmap2 = _kernels(fmap1.dtype, radius, x_major)
+        _, pixel_backward, window_cells, grad_fmap2 = _kernels(fmap1.dtype, radius, x_major)
         a, b = _vectors(fmap1, device), _vectors(fmap2, device)
         xy, bad = _coordinates(coords, device, compute)
         g = grad_out.to(device=device, dtype=compute).permute(0, 2, 3, 1).contiguous()  # pixel-major
@@ -94,7 +110,8 @@ def correlation_lookup_backward_op(grad_out: Tensor, fmap1: Tensor, fmap2: Tenso
         else:
             pixels(a.new_empty((1, 1, 1) + a.shape[3:]))
         if need_fmap2:
-            grads[1] = _gradient(fmap2, device, lambda view: grad_fmap2(weights, a, xy, view))
+            starts, order = _sorted_by_window(window_cells, xy, b.shape[1], b.shape[2], taps)
+            grads[1] = _gradient(fmap2, device, lambda view: grad_fmap2(weights, a, starts, order, view))
         if need_coords:
             if bad is not None:
                 grad_xy.masked_fill_(bad, float("nan"))

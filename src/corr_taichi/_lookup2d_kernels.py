@@ -16,8 +16,10 @@ The backward is three gathers, deterministic (no atomics):
   each whole pixel of the window enters the output gradient's sum (stored for ``grad_fmap2``), then
   ``fmap1``'s gradient ``sum G[j][i] fmap2[...]`` and the coordinate's (the derivative of the blend
   weights, from the dot products), each where wanted;
-* ``grad_fmap2``: one thread per image and vector of channels walks the pixels of ``fmap1`` in order
-  and adds ``G[j][i] fmap1[...]`` into the window; it alone owns that vector of every ``fmap2`` pixel.
+* ``grad_fmap2``, one thread per ``fmap2`` pixel: the sum of ``G[j][i] fmap1[...]`` over the ``fmap1``
+  pixels whose window covers it.  Those are found through the pixels sorted by window origin
+  (``window_cells`` gives each pixel's cell; the caller sorts them stably, so the order of the sum is
+  fixed): the pixel's ``(2R + 2)**2`` candidate origins each point to a run of the sorted pixels.
 
 The feature maps are the core op's CPU layout: channels-last vectors ``(B, H, W, C / LANES)`` of
 ``LANES`` channels.  Kernels come from factories cached per compute dtype, radius and output order,
@@ -40,14 +42,14 @@ PARTNERS = 2
 @functools.cache
 def lookup_kernels(dtype, radius: int, x_major: bool):
     """``forward`` into ``(B, H1, W1, (2R + 1)**2)`` (pixel-major), ``pixel_backward`` (which reads the
-    output gradient so too) and ``grad_fmap2``, for
+    output gradient so too), ``window_cells`` and ``grad_fmap2``, for
     coordinates ``(B, 2, H1, W1)`` (x in channel 0).  Output channel ``k`` holds the offset ``(dx, dy)``
     at ``k = (dx + R) (2R + 1) + (dy + R)`` when ``x_major`` (RAFT's order), else
     ``(dy + R) (2R + 1) + (dx + R)``."""
     taps = 2 * radius + 2  # whole pixels per window side
     side = taps - 1  # offsets per side
     window = _common(dtype, radius)[0]
-    nd4 = ti.types.ndarray(ndim=4)
+    nd3, nd4 = ti.types.ndarray(ndim=3), ti.types.ndarray(ndim=4)
     vectors = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
 
     @ti.func
@@ -113,14 +115,16 @@ def lookup_kernels(dtype, radius: int, x_major: bool):
                 above = here
 
     @ti.func
-    def window_weights(grad_out: ti.template(), weights: ti.template(), b, h, w, fx, fy, s):
-        """Store ``s * G[j][i]`` (the weight of whole pixel ``(i, j)`` in the output gradient's sum) in
-        ``weights[b, h, w, j * taps + i]``."""
+    def window_weights(grad_out: ti.template(), weights: ti.template(), b, h, w, x0, y0, fx, fy, s, height, width):
+        """Store ``s * G[j][i]`` (the weight of whole pixel ``(i, j)`` in the output gradient's sum; zero for
+        a pixel outside the ``height x width`` map) in ``weights[b, h, w, j * taps + i]``."""
         above = ti.Vector.zero(dtype, taps)
         for j in range(taps):
             here, _ = spread_x(grad_row(grad_out, b, h, w, j), fx)
+            row_inside = 0 <= y0 + j and y0 + j < height
             for i in ti.static(range(taps)):
-                weights[b, h, w, j * taps + i] = s * ((1 - fy) * here[i] + fy * above[i])
+                inside = row_inside and 0 <= x0 + i and x0 + i < width
+                weights[b, h, w, j * taps + i] = s * ((1 - fy) * here[i] + fy * above[i]) if inside else 0
             above = here
 
     @ti.func
@@ -139,18 +143,24 @@ def lookup_kernels(dtype, radius: int, x_major: bool):
         return dx, dy
 
     @ti.func
-    def window_gather(weights: ti.template(), fmap2: ti.template(), b, h, w, x0, y0, v):
-        """``sum_{j, i} weights[b, h, w, j * taps + i] * fmap2[b, y0 + j, x0 + i, v]`` over the window's pixels
-        inside ``fmap2``."""
-        acc = ti.Vector.zero(dtype, LANES)
+    def window_gather(weights: ti.template(), fmap2: ti.template(), grad: ti.template(), b, h, w, x0, y0):
+        """``grad[b, h, w] = sum_{j, i} weights[b, h, w, j * taps + i] * fmap2[b, y0 + j, x0 + i]``: whole
+        vectors accumulated in the pixel's own gradient (cache-resident), the window's pixels read in
+        order, ``PARTNERS`` at a time (outside ``fmap2`` their weights are zero and their reads clamped)."""
+        for v in range(grad.shape[3]):
+            grad[b, h, w, v] = ti.Vector.zero(dtype, LANES)
+        last = fmap2.shape[2] - 1
         for j in range(taps):
             row = y0 + j
             if 0 <= row and row < fmap2.shape[1]:
-                for i in ti.static(range(taps)):
-                    x = x0 + i
-                    if 0 <= x and x < fmap2.shape[2]:
-                        acc += weights[b, h, w, j * taps + i] * fmap2[b, row, x, v]
-        return acc
+                for t in ti.static(range(taps // PARTNERS)):
+                    xs = [ti.min(ti.max(x0 + t * PARTNERS + q, 0), last) for q in ti.static(range(PARTNERS))]
+                    ws = [weights[b, h, w, j * taps + t * PARTNERS + q] for q in ti.static(range(PARTNERS))]
+                    for v in range(grad.shape[3]):
+                        acc = grad[b, h, w, v]
+                        for q in ti.static(range(PARTNERS)):
+                            acc += ws[q] * fmap2[b, row, xs[q], v]
+                        grad[b, h, w, v] = acc
 
     @locked
     @ti.kernel
@@ -160,10 +170,9 @@ def lookup_kernels(dtype, radius: int, x_major: bool):
         for b, h, w in ti.ndrange(fmap1.shape[0], fmap1.shape[1], fmap1.shape[2]):
             x0, fx = window(ti.cast(coords[b, 0, h, w], dtype), fmap2.shape[2])
             y0, fy = window(ti.cast(coords[b, 1, h, w], dtype), fmap2.shape[1])
-            window_weights(grad_out, weights, b, h, w, fx, fy, s)
+            window_weights(grad_out, weights, b, h, w, x0, y0, fx, fy, s, fmap2.shape[1], fmap2.shape[2])
             if with_fmap1:
-                for v in range(fmap1.shape[3]):
-                    grad_fmap1[b, h, w, v] = window_gather(weights, fmap2, b, h, w, x0, y0, v)
+                window_gather(weights, fmap2, grad_fmap1, b, h, w, x0, y0)
             if with_coords:
                 dx, dy = coordinate_grad(grad_out, fmap1, fmap2, b, h, w, x0, y0, fx, fy)
                 grad_coords[b, 0, h, w] = s * dx
@@ -171,20 +180,38 @@ def lookup_kernels(dtype, radius: int, x_major: bool):
 
     @locked
     @ti.kernel
-    def grad_fmap2(weights: nd4, fmap1: vectors, coords: nd4, grad: vectors):
-        for b, v in ti.ndrange(grad.shape[0], grad.shape[3]):
-            for y, x in ti.ndrange(grad.shape[1], grad.shape[2]):
-                grad[b, y, x, v] = ti.Vector.zero(dtype, LANES)
-            for h, w in ti.ndrange(fmap1.shape[1], fmap1.shape[2]):  # in order: the thread owns vector v
-                x0, _ = window(ti.cast(coords[b, 0, h, w], dtype), grad.shape[2])
-                y0, _ = window(ti.cast(coords[b, 1, h, w], dtype), grad.shape[1])
-                f = fmap1[b, h, w, v]
-                for j in range(taps):
-                    row = y0 + j
-                    if 0 <= row and row < grad.shape[1]:
-                        for i in ti.static(range(taps)):
-                            x = x0 + i
-                            if 0 <= x and x < grad.shape[2]:  # not +=, which Taichi makes atomic
-                                grad[b, row, x, v] = grad[b, row, x, v] + weights[b, h, w, j * taps + i] * f
+    def window_cells(coords: nd4, cells: nd3, height: ti.i32, width: ti.i32):
+        """The cell of each pixel's window in ``fmap2``'s grid of window origins, ``(b, y0 + taps - 1,
+        x0 + taps - 1)`` flattened over a ``(B, height + taps - 1, width + taps - 1)`` grid, or the count
+        of cells (one past the end) for a window that reads nothing."""
+        rows, columns = height + taps - 1, width + taps - 1
+        for b, h, w in ti.ndrange(cells.shape[0], cells.shape[1], cells.shape[2]):
+            x0, _ = window(ti.cast(coords[b, 0, h, w], dtype), width)
+            y0, _ = window(ti.cast(coords[b, 1, h, w], dtype), height)
+            cell = cells.shape[0] * rows * columns
+            if -taps < x0 and x0 < width and -taps < y0 and y0 < height:
+                cell = (b * rows + y0 + taps - 1) * columns + x0 + taps - 1
+            cells[b, h, w] = cell
 
-    return forward, pixel_backward, grad_fmap2
+    @locked
+    @ti.kernel
+    def grad_fmap2(weights: nd4, fmap1: vectors, starts: ti.types.ndarray(ndim=1), order: ti.types.ndarray(ndim=1),
+                   grad: vectors):
+        """``grad[b, y, x] = sum of weight * fmap1[b, h, w]`` over the pixels ``(h, w)`` whose window covers
+        ``(y, x)``: those whose window origin is ``(y - j, x - i)``, found in that cell's run of ``order``
+        (the pixels sorted by cell, stably; cell ``c``'s run starts at ``starts[c]``)."""
+        rows, columns = grad.shape[1] + taps - 1, grad.shape[2] + taps - 1
+        for b, y, x in ti.ndrange(grad.shape[0], grad.shape[1], grad.shape[2]):
+            for v in range(grad.shape[3]):
+                grad[b, y, x, v] = ti.Vector.zero(dtype, LANES)
+            for j in range(taps):
+                for i in ti.static(range(taps)):
+                    cell = (b * rows + y - j + taps - 1) * columns + x - i + taps - 1
+                    for e in range(starts[cell], starts[cell + 1]):
+                        pixel = order[e] - b * fmap1.shape[1] * fmap1.shape[2]
+                        h, w = pixel // fmap1.shape[2], pixel % fmap1.shape[2]
+                        weight = weights[b, h, w, j * taps + i]
+                        for v in range(grad.shape[3]):  # not +=, which Taichi makes atomic: one owner
+                            grad[b, y, x, v] = grad[b, y, x, v] + weight * fmap1[b, h, w, v]
+
+    return forward, pixel_backward, window_cells, grad_fmap2

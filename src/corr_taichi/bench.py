@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = machine_rates(device, args.warmup, args.repeats)
     results, sweep, stereo_results = [], [], []
     total = (len(jobs) + len(sweep_jobs)) * len(impls) + sum(
-        len(_bench_stereo.implementations(_bench_stereo.CONFIGS[n][0])) for n in stereo)
+        len(_bench_stereo.implementations(_bench_stereo.CONFIGS[n][0])) for n in stereo)  # an upper bound
     with progress_bar() as progress:
         task = progress.add_task("benchmarking", total=total)
         advance = lambda: progress.advance(task)  # noqa: E731
