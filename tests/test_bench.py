@@ -94,7 +94,8 @@ def test_stereo_configurations_report_time_and_peak_memory(tmp_path, monkeypatch
     from corr_taichi import _bench_stereo
 
     small = {"gwcnet-crop": ("groupwise", (1, 8, 5, 21), dict(max_disp=6, groups=4)),
-             "raft-stereo-kitti": ("lookup", (1, 16, 3, 20), dict(num_levels=2, radius=2))}
+             "raft-stereo-kitti": ("lookup", (1, 16, 3, 20), dict(num_levels=2, radius=2)),
+             "raft-1024x440": ("flow", (1, 16, 12, 20), dict(num_levels=2, radius=2))}
     monkeypatch.setattr(_bench_stereo, "CONFIGS", small)
     monkeypatch.setattr(_bench_stereo, "LOOKUPS", 2)
     monkeypatch.setattr(_bench_stereo, "peak_mib", lambda *args: 1.0)  # measured for real below
@@ -106,7 +107,9 @@ def test_stereo_configurations_report_time_and_peak_memory(tmp_path, monkeypatch
     assert ("gwcnet-crop", "gwcnet_loop", "backward") in rows and ("gwcnet-crop", "corr_taichi", "forward") in rows
     assert ("raft-stereo-kitti", "raft_stereo_alternate", "forward") in rows
     assert ("raft-stereo-kitti", "raft_stereo_alternate", "backward") not in rows  # forward only
-    assert len(rows) == 2 * 2 + 3 * 2 + 1
+    assert ("raft-1024x440", "raft_corrblock", "backward") in rows and ("raft-1024x440", "corr_taichi", "backward") in rows
+    assert ("raft-1024x440", "raft_alternate", "backward") not in rows
+    assert len(rows) == 2 * 2 + 3 * 2 + 1 + 2 * 2 + 1
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak memory is read from Linux's /proc")

@@ -37,6 +37,8 @@ from ._runtime import locked, ti
 #: of ``fmap1``'s vector (``docs/flow-lookup.md``: 2 was the fastest of 1, 2, 5 and 10 at 256 channels).
 #: The window is ``2R + 2`` pixels wide, a multiple of it.
 PARTNERS = 2
+#: the gradient gathers accumulate this many channel vectors at a time in registers
+CHUNK = 8
 
 
 @functools.cache
@@ -144,23 +146,24 @@ def lookup_kernels(dtype, radius: int, x_major: bool):
 
     @ti.func
     def window_gather(weights: ti.template(), fmap2: ti.template(), grad: ti.template(), b, h, w, x0, y0):
-        """``grad[b, h, w] = sum_{j, i} weights[b, h, w, j * taps + i] * fmap2[b, y0 + j, x0 + i]``: whole
-        vectors accumulated in the pixel's own gradient (cache-resident), the window's pixels read in
-        order, ``PARTNERS`` at a time (outside ``fmap2`` their weights are zero and their reads clamped)."""
-        for v in range(grad.shape[3]):
-            grad[b, h, w, v] = ti.Vector.zero(dtype, LANES)
-        last = fmap2.shape[2] - 1
-        for j in range(taps):
-            row = y0 + j
-            if 0 <= row and row < fmap2.shape[1]:
-                for t in ti.static(range(taps // PARTNERS)):
-                    xs = [ti.min(ti.max(x0 + t * PARTNERS + q, 0), last) for q in ti.static(range(PARTNERS))]
-                    ws = [weights[b, h, w, j * taps + t * PARTNERS + q] for q in ti.static(range(PARTNERS))]
-                    for v in range(grad.shape[3]):
-                        acc = grad[b, h, w, v]
-                        for q in ti.static(range(PARTNERS)):
-                            acc += ws[q] * fmap2[b, row, xs[q], v]
-                        grad[b, h, w, v] = acc
+        """``grad[b, h, w] = sum_{j, i} weights[b, h, w, j * taps + i] * fmap2[b, y0 + j, x0 + i]``, ``CHUNK``
+        channel vectors at a time accumulated in registers (outside ``fmap2`` the weights are zero and the
+        reads clamped; past the last vector the reads repeat it and are not stored)."""
+        last_x, last_v = fmap2.shape[2] - 1, grad.shape[3] - 1
+        for chunk in range((grad.shape[3] + CHUNK - 1) // CHUNK):
+            v0 = chunk * CHUNK
+            acc = ti.Matrix.zero(dtype, CHUNK, LANES)
+            for j in range(taps):
+                row = y0 + j
+                if 0 <= row and row < fmap2.shape[1]:
+                    for i in ti.static(range(taps)):
+                        x = ti.min(ti.max(x0 + i, 0), last_x)
+                        weight = weights[b, h, w, j * taps + i]
+                        for q in ti.static(range(CHUNK)):
+                            acc[q, :] += weight * fmap2[b, row, x, ti.min(v0 + q, last_v)]
+            for q in ti.static(range(CHUNK)):
+                if v0 + q <= last_v:
+                    grad[b, h, w, v0 + q] = acc[q, :]
 
     @locked
     @ti.kernel
@@ -201,17 +204,22 @@ def lookup_kernels(dtype, radius: int, x_major: bool):
         ``(y, x)``: those whose window origin is ``(y - j, x - i)``, found in that cell's run of ``order``
         (the pixels sorted by cell, stably; cell ``c``'s run starts at ``starts[c]``)."""
         rows, columns = grad.shape[1] + taps - 1, grad.shape[2] + taps - 1
+        last_v = grad.shape[3] - 1
         for b, y, x in ti.ndrange(grad.shape[0], grad.shape[1], grad.shape[2]):
-            for v in range(grad.shape[3]):
-                grad[b, y, x, v] = ti.Vector.zero(dtype, LANES)
-            for j in range(taps):
-                for i in ti.static(range(taps)):
-                    cell = (b * rows + y - j + taps - 1) * columns + x - i + taps - 1
-                    for e in range(starts[cell], starts[cell + 1]):
-                        pixel = order[e] - b * fmap1.shape[1] * fmap1.shape[2]
-                        h, w = pixel // fmap1.shape[2], pixel % fmap1.shape[2]
-                        weight = weights[b, h, w, j * taps + i]
-                        for v in range(grad.shape[3]):  # not +=, which Taichi makes atomic: one owner
-                            grad[b, y, x, v] = grad[b, y, x, v] + weight * fmap1[b, h, w, v]
+            for chunk in range((grad.shape[3] + CHUNK - 1) // CHUNK):  # CHUNK vectors at a time, in registers
+                v0 = chunk * CHUNK
+                acc = ti.Matrix.zero(dtype, CHUNK, LANES)
+                for j in range(taps):
+                    for i in ti.static(range(taps)):
+                        cell = (b * rows + y - j + taps - 1) * columns + x - i + taps - 1
+                        for e in range(starts[cell], starts[cell + 1]):
+                            pixel = order[e] - b * fmap1.shape[1] * fmap1.shape[2]
+                            h, w = pixel // fmap1.shape[2], pixel % fmap1.shape[2]
+                            weight = weights[b, h, w, j * taps + i]
+                            for q in ti.static(range(CHUNK)):
+                                acc[q, :] += weight * fmap1[b, h, w, ti.min(v0 + q, last_v)]
+                for q in ti.static(range(CHUNK)):
+                    if v0 + q <= last_v:
+                        grad[b, y, x, v0 + q] = acc[q, :]
 
     return forward, pixel_backward, window_cells, grad_fmap2
