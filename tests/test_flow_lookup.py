@@ -181,6 +181,18 @@ def test_inputs_are_validated_and_not_modified():
         assert torch.equal(t, copy)
 
 
+def test_calls_beyond_32_bit_indexing_are_refused(monkeypatch):
+    """Taichi indexes with 32-bit ints; the lookup refuses (naming the remedy) rather than wrapping.  The
+    limit is lowered here: tensors past 2**31 elements do not fit a test machine."""
+    import corr_taichi._lookup2d as lookup2d
+
+    fmap1, fmap2, xy = _randn((2, 16, 6, 7), 64), _randn((2, 16, 6, 7), 65), _coords(2, 6, 7, 66, spread=1)
+    monkeypatch.setattr(lookup2d, "MAX_ELEMENTS", 2 * 6 * 7 * 100 - 1)  # the window weights of radius 4
+    corr_taichi.correlation_lookup(fmap1, fmap2, xy, 3)
+    with pytest.raises(ValueError, match="32-bit indexing.*split the batch"):
+        corr_taichi.correlation_lookup(fmap1, fmap2, xy, 4)
+
+
 # --------------------------------------------------------------------------- RAFT, as in its repository
 
 

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from . import _lookup2d_kernels
 from ._lookup1d import _gradient, _reference_grads, _taichi, _vectors
-from ._op import _COMPUTE, _launch
+from ._op import _COMPUTE, MAX_ELEMENTS, _launch
 from ._runtime import usable
 from .reference import correlation_lookup
 
@@ -53,6 +53,16 @@ def _sorted_by_window(window_cells, xy: Tensor, height: int, width: int, taps: i
     return starts, order
 
 
+def _check_index_limit(fmap1: Tensor, fmap2: Tensor, radius: int) -> None:
+    """Taichi indexes ndarrays with 32-bit ints: refuse a call whose buffers would exceed that."""
+    batch, channels, height, width = fmap1.shape
+    padded = -(-channels // 16) * 16
+    largest = max(batch * height * width * max(padded, (2 * radius + 2) ** 2), batch * padded * fmap2[0, 0].numel())
+    if largest > MAX_ELEMENTS:
+        raise ValueError(f"correlation_lookup: a buffer of this call would hold {largest} elements, more than "
+                         f"Taichi's 32-bit indexing allows ({MAX_ELEMENTS}); split the batch")
+
+
 def _fallback(fmap1: Tensor, fmap2: Tensor) -> bool:
     return fmap1.numel() == 0 or fmap2.numel() == 0 or not usable()
 
@@ -65,6 +75,7 @@ def correlation_lookup_op(fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius: 
     if _fallback(fmap1, fmap2):
         out = correlation_lookup(fmap1.to(compute), fmap2.to(compute), coords, radius, x_major, scale)
         return out.to(fmap1.dtype)
+    _check_index_limit(fmap1, fmap2, radius)
     batch, _, height, width = fmap1.shape
     with _launch(fmap1.device) as (device, _):
         a, b = _vectors(fmap1, device), _vectors(fmap2, device)
@@ -91,6 +102,7 @@ def correlation_lookup_backward_op(grad_out: Tensor, fmap1: Tensor, fmap2: Tenso
     needed = (need_fmap1, need_fmap2, need_coords)
     if _fallback(fmap1, fmap2):
         return _reference_grads(correlation_lookup, (fmap1, fmap2, coords), needed, grad_out, radius, x_major, scale)
+    _check_index_limit(fmap1, fmap2, radius)
     compute = _COMPUTE[fmap1.dtype]
     taps = 2 * radius + 2
     grads = [fmap1.new_empty(0), fmap2.new_empty(0), coords.new_empty(0)]
