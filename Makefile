@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ ifeq ($(origin SEED), undefined)
 SEED := $(shell $(PYTHON) -c "import random; print(random.randrange(10**6))")
 endif
 
-test: setup
+# pyflakes and pycodestyle's errors (pyproject.toml [tool.ruff]); part of `make test`
+lint: setup
+	$(PY) -m ruff check src tests examples benchmarks scripts
+
+test: setup lint
 	@echo "test order seed: $(SEED) (rerun this order: make test SEED=$(SEED))"
 	$(PY) -m pytest -q -n auto -p randomly --randomly-seed=$(SEED)
 	scripts/test_vulkan.sh $(PY) $(SEED)

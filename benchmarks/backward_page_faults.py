@@ -9,7 +9,8 @@ Run: ``python benchmarks/backward_page_faults.py`` (output in benchmarks/backwar
 For PWC level 2 and FlowNetC (the bench's configurations), in a fresh process each: 30 and 15
 backward calls (``torch.autograd.grad`` of both inputs, the gradients dropped after each call as in
 the bench), after 3 warm-up calls; the median time, its quartiles, and how many calls had minor page
-faults (from ``getrusage``), with the largest count; then each call's time and fault count.  To compare with an earlier version, run it
+faults (from ``getrusage``), with the largest count; then each call's time and fault count.  To compare with an
+earlier version, run it
 with that version's ``src`` first on ``PYTHONPATH``.
 """
 

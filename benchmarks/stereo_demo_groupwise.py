@@ -14,15 +14,23 @@ from skimage import data
 import corr_taichi
 from corr_taichi.demo import MAX_DISP, normalised_features, score, subpixel_argmax
 left, right, truth = data.stereo_motorcycle()
-t = lambda im: torch.from_numpy(im).float().permute(2, 0, 1)[None] / 255.0
+
+
+def t(im):
+    return torch.from_numpy(im).float().permute(2, 0, 1)[None] / 255.0
+
+
 w = 9
 def gradients(img):
     gray = img.mean(1, keepdim=True)
-    gx = F.pad(gray, (1, 1, 0, 0), mode="replicate"); gx = gx[..., 2:] - gx[..., :-2]
-    gy = F.pad(gray, (0, 0, 1, 1), mode="replicate"); gy = gy[..., 2:, :] - gy[..., :-2, :]
+    gx = F.pad(gray, (1, 1, 0, 0), mode="replicate")
+    gx = gx[..., 2:] - gx[..., :-2]
+    gy = F.pad(gray, (0, 0, 1, 1), mode="replicate")
+    gy = gy[..., 2:, :] - gy[..., :-2, :]
     return torch.cat([gx, gy], 1)
 def run(name, fl, fr, groups, combine):
-    vol = corr_taichi.groupwise_correlation1d(fl, fr, MAX_DISP, groups, kernel_size=w, padding=w // 2)[0]  # (G, D, H, W)
+    # (G, D, H, W)
+    vol = corr_taichi.groupwise_correlation1d(fl, fr, MAX_DISP, groups, kernel_size=w, padding=w // 2)[0]
     cost = combine(vol)
     disp, _ = subpixel_argmax(cost, 0)
     d = disp.numpy()

@@ -43,7 +43,8 @@ def peak_memory() -> int:
     pixel_major = mib(4 * 48 * 64 * 448)  # the output gradient's rows of 441 padded to 448 (whole vectors)
     print("1. peak memory, FlowNetC configuration (float32)")
     print(f"   each input {inp:.1f} MiB, output {outp:.1f} MiB")
-    print(f"   forward: peak +{fwd - base:.1f} MiB over the set-up (budget: output + 2 copies = {outp + 2 * inp:.1f} MiB)")
+    print(f"   forward: peak +{fwd - base:.1f} MiB over the set-up "
+          f"(budget: output + 2 copies = {outp + 2 * inp:.1f} MiB)")
     # the backward's two input copies are made one after the other in one buffer
     print(f"   forward+backward: peak +{bwd - base:.1f} MiB (budget: output + its gradient + its pixel-major copy + "
           f"1 copy + 2 input gradients = {2 * outp + pixel_major + 3 * inp:.1f} MiB)")
@@ -76,7 +77,8 @@ def growth() -> None:
         round_of_calls(offset)
         rss.append(rss_mib())
     print("2. resident memory over 3 x 450 calls with varying shapes, dtypes and parameters")
-    print(f"   after the first 450: {rss[0]:.1f} MiB, after 450 more: {rss[1]:.1f} MiB (growth {rss[1] - rss[0]:+.1f} MiB), "
+    print(f"   after the first 450: {rss[0]:.1f} MiB, after 450 more: {rss[1]:.1f} MiB "
+          f"(growth {rss[1] - rss[0]:+.1f} MiB), "
           f"after 450 more: {rss[2]:.1f} MiB (growth {rss[2] - rss[1]:+.1f} MiB)")
 
 

@@ -8,7 +8,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from skimage import color, data, transform
 
@@ -23,7 +22,8 @@ def photos(size):
     for name in PHOTOS:
         im = getattr(data, name)()
         im = color.gray2rgb(im) if im.ndim == 2 else im[..., :3]
-        out.append(torch.from_numpy(transform.resize(im, (size * 2, size * 2), anti_aliasing=True)).float().permute(2, 0, 1))
+        resized = transform.resize(im, (size * 2, size * 2), anti_aliasing=True)
+        out.append(torch.from_numpy(resized).float().permute(2, 0, 1))
     return out
 
 

@@ -27,7 +27,8 @@ class FlowHead(nn.Module):
 
 def batch():
     gen = torch.Generator().manual_seed(1)
-    return torch.randn(4, 3, 12, 14, generator=gen), torch.randn(4, 3, 12, 14, generator=gen), torch.randn(4, 2, 12, 14, generator=gen)
+    return (torch.randn(4, 3, 12, 14, generator=gen), torch.randn(4, 3, 12, 14, generator=gen),
+            torch.randn(4, 2, 12, 14, generator=gen))
 
 
 def _worker(rank, world, rendezvous, queue):

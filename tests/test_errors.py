@@ -23,7 +23,8 @@ X = torch.randn(1, 2, 5, 6)
         (X, X.to("meta"), ValueError, "same device"),
         (X.long(), X.long(), TypeError, "floating dtype"),
         (X.to(torch.complex64), X.to(torch.complex64), TypeError, "floating dtype"),
-        (X.to(torch.float8_e4m3fn), X.to(torch.float8_e4m3fn), NotImplementedError, "float16, bfloat16, float32 and float64"),
+        (X.to(torch.float8_e4m3fn), X.to(torch.float8_e4m3fn), NotImplementedError,
+         "float16, bfloat16, float32 and float64"),
     ],
 )
 def test_bad_tensors(a, b, exc, match):

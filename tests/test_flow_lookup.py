@@ -66,7 +66,8 @@ CASES = [  # B, C, H1, W1, H2, W2, radius, order
 @pytest.mark.parametrize("where", ["inside", "integers", "far"])
 def test_lookup_and_its_gradients_match_the_definition(B, C, H1, W1, H2, W2, radius, order, where):
     seed = B * 1000 + C * 10 + radius
-    fmap1, fmap2 = _randn((B, C, H1, W1), seed, requires_grad=True), _randn((B, C, H2, W2), seed + 1, requires_grad=True)
+    fmap1 = _randn((B, C, H1, W1), seed, requires_grad=True)
+    fmap2 = _randn((B, C, H2, W2), seed + 1, requires_grad=True)
     xy = _coords(B, H1, W1, seed + 2, spread=radius + 3, integers=where == "integers", far=where == "far")
     xy.requires_grad_()
     out = corr_taichi.correlation_lookup(fmap1, fmap2, xy, radius, order, scale=0.3)

@@ -81,7 +81,8 @@ def test_tile_and_chunk_boundaries_match_reference(cfg, shape, variant, dtype, m
         return kernel, layout
 
     monkeypatch.setattr(_op, "_kernel_for", spy)
-    monkeypatch.setattr(_row_path, "FORCED", False)  # on the CPU: its channel-vector kernels (tests/test_row_path.py has the rest)
+    # on the CPU: its channel-vector kernels (tests/test_row_path.py has the rest)
+    monkeypatch.setattr(_row_path, "FORCED", False)
     seed = sum(shape) + len(str(cfg))
     x1 = randn(*shape, dtype=dtype, seed=seed).requires_grad_()
     x2 = randn(*shape, dtype=dtype, seed=seed + 1).requires_grad_()

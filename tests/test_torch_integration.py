@@ -115,7 +115,8 @@ def test_half_precision_backward(dtype):
     g1, g2 = torch.autograd.grad(out, (x1, x2), grad)
     assert g1.dtype == dtype and g2.dtype == dtype
     a, b = x1.detach().double().requires_grad_(), x2.detach().double().requires_grad_()
-    e1, e2 = torch.autograd.grad(reference.correlation(a, b, patch_size=3, kernel_size=2, padding=1), (a, b), grad.double())
+    want = reference.correlation(a, b, patch_size=3, kernel_size=2, padding=1)
+    e1, e2 = torch.autograd.grad(want, (a, b), grad.double())
     for g, e in ((g1, e1), (g2, e2)):
         torch.testing.assert_close(g.double(), e, rtol=1e-2, atol=1e-2 * e.abs().max().item())
 
@@ -137,7 +138,8 @@ def test_channels_last_input_is_used_without_a_copy():
     a, b = inputs(shape=(2, 32, 7, 8), dtype=torch.float32)
     cl = a.contiguous(memory_format=torch.channels_last)
     assert _cpu_layout(cl).data_ptr() == cl.data_ptr()
-    torch.testing.assert_close(corr_taichi.correlation(cl, b, patch_size=3), corr_taichi.correlation(a, b, patch_size=3))
+    torch.testing.assert_close(corr_taichi.correlation(cl, b, patch_size=3),
+                               corr_taichi.correlation(a, b, patch_size=3))
 
 
 
@@ -145,7 +147,8 @@ def test_channels_last_input_is_used_without_a_copy():
 @pytest.mark.parametrize(
     "make_layer,shape",
     [
-        (lambda: flownet2.Correlation(pad_size=20, kernel_size=1, max_displacement=20, stride1=1, stride2=2), (1, 8, 12, 16)),
+        (lambda: flownet2.Correlation(pad_size=20, kernel_size=1, max_displacement=20, stride1=1, stride2=2),
+         (1, 8, 12, 16)),
         (lambda: corr_taichi.Correlation(kernel_size=3, patch_size=5, stride=2, padding=1), (2, 4, 9, 11)),
     ],
     ids=["flownetc", "kernel3-stride2"],
@@ -190,7 +193,8 @@ MODEL_FILE = textwrap.dedent(
         def __init__(self):
             super().__init__()
             self.corr = SpatialCorrelationSampler(kernel_size=1, patch_size=9, stride=1, padding=0, dilation_patch=1)
-            self.corr_fn2 = Correlation(pad_size=4, kernel_size=1, max_displacement=4, stride1=1, stride2=1, corr_multiply=1)
+            self.corr_fn2 = Correlation(pad_size=4, kernel_size=1, max_displacement=4, stride1=1, stride2=1,
+                                        corr_multiply=1)
 
         def forward(self, f1, f2):
             b, c, h, w = f1.shape

@@ -226,7 +226,8 @@ def inputs(kind: str, shape, device, dtype, seed: int = 0):
     if kind == "lookup":
         batch, _, height, width = shape
         for _ in range(LOOKUPS):  # x = w - disparity (disparities 0..width/4), y the row, as RAFT-Stereo's grid
-            x = torch.arange(width, dtype=dtype) - torch.rand(batch, height, width, generator=gen, dtype=dtype) * width / 4
+            disparity = torch.rand(batch, height, width, generator=gen, dtype=dtype) * width / 4
+            x = torch.arange(width, dtype=dtype) - disparity
             y = torch.arange(height, dtype=dtype).view(1, height, 1).expand(batch, height, width)
             coords_list.append(torch.stack([x, y], 1).to(device))
     if kind == "flow":

@@ -15,7 +15,8 @@ Two families, the same arithmetic:
   too small to fill one (see :func:`tiled`).
 
 Taichi exposes block shared memory and barriers on CUDA and on its SPIR-V backends, so the same code
-serves CUDA and Vulkan (tested on lavapipe in CI; Metal and OpenGL are untested).  The loops launch whole blocks only: a barrier is reached by
+serves CUDA and Vulkan (tested on lavapipe in CI; Metal and OpenGL are untested).  The loops launch whole blocks
+only: a barrier is reached by
 every thread of a block or by none, and every branch around one depends on the block, not the thread.
 """
 
@@ -191,7 +192,8 @@ def _store_block(grad: ti.template(), acc: ti.template(), b, y, x, c, scale, acc
 
 
 @ti.func
-def _load_partner_band(rows: ti.template(), src: ti.template(), b, c0, y, x0, t, threads: ti.template(), acc_t: ti.template()):
+def _load_partner_band(rows: ti.template(), src: ti.template(), b, c0, y, x0, t, threads: ti.template(),
+                       acc_t: ti.template()):
     """``rows[cc, u] = src[b, c0 + cc, y, x0 + u]`` (zero outside the image or past the channels)."""
     channels, width = src.shape[1], src.shape[3]
     for k in ti.static(range(GRAD_CHANNELS * BAND // threads)):

@@ -62,7 +62,8 @@ def _transposed(t: Tensor, dtype: torch.dtype, out: Tensor | None = None) -> Ten
         out = out.view(batch, *plane, padded)
     if t.dtype == dtype and columns % lanes == 0 and t.is_contiguous() and _kernels.vector_aligned(t):
         _kernels.correlation_kernels(_TAICHI[dtype]).transpose(
-            t.view(batch, rows, columns // lanes, lanes), out.view(batch, columns // lanes, lanes, padded // lanes, lanes))
+            t.view(batch, rows, columns // lanes, lanes),
+            out.view(batch, columns // lanes, lanes, padded // lanes, lanes))
     else:
         out[..., :rows].copy_(t.movedim(1, -1))
         out[..., rows:].zero_()

@@ -235,7 +235,7 @@ def _input2_vector(weights: ti.template(), x1p: ti.template(), target: ti.templa
     """``target[b, c, y, v]`` for every channel (see ``grad_input2``), added up in place patch row by patch row:
     a patch row's weights, cut from consecutive vectors, serve all channels.  Vectors outside ``x1p``'s rows
     are zeros: a clamped load and a select (no branch, and no padded copy)."""
-    height, width, channels = target.shape[2], x1p.shape[3], target.shape[1]
+    height, channels = target.shape[2], target.shape[1]
     k_lo, k_hi = _windows(g)
     spill = ti.static(phase + slots > LANES + 1)  # some slot reads the vector before the pair
     for c in range(channels):
@@ -344,7 +344,8 @@ def row_kernels(dtype) -> SimpleNamespace:
         so that ``x2`` is read in place (one-process A/B on PWC level 2's forward: 0.5-0.7 of the time
         of a padded copy and the kernel).
 
-        One task per target vector; ``block`` channels at a time (:func:`channel_block`), each summed in its own register
+        One task per target vector; ``block`` channels at a time (:func:`channel_block`), each summed in its own
+        register
         over the whole patch, so that a patch row's weights, loaded once, serve the block."""
         s = ti.cast(scale, acc_t)
         for b, y, v in ti.ndrange(target.shape[0], target.shape[2], target.shape[3]):

@@ -156,7 +156,8 @@ def _nchw_rows(x: Tensor, dtype: torch.dtype) -> Tensor:
 def _struct(g: Geometry, lead: int, step: int):
     """The row kernels' struct, built once per geometry (see :func:`._op._launch_struct`)."""
     return struct(
-        _row_kernels.RowGeometry, stride_h=g.stride_h, origin_h=g.origin_h, patch_h=g.patch_h, patch_dilation_h=g.patch_dilation_h,
+        _row_kernels.RowGeometry, stride_h=g.stride_h, origin_h=g.origin_h, patch_h=g.patch_h,
+        patch_dilation_h=g.patch_dilation_h,
         first_h=g.first_h, out_h=g.out_h, patch_w=g.patch_w, lead=lead, step=step,
     )
 

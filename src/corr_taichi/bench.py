@@ -166,7 +166,8 @@ def _print_table(results: list[Timing], title: str) -> None:
         from rich.table import Table
     except ImportError:
         print(title)
-        print(f"{'config':<10} {'impl':<18} {'pass':<9} {'median ms':>10} {'min-max ms':>17} {'GFLOP/s':>8} {'x floor':>8}")
+        print(f"{'config':<10} {'impl':<18} {'pass':<9} {'median ms':>10} {'min-max ms':>17} {'GFLOP/s':>8} "
+              f"{'x floor':>8}")
         for r in results:
             print(f"{r.config:<10} {r.impl:<18} {r.pass_:<9} {r.median_ms:>10.1f} "
                   f"{r.min_ms:>8.1f}-{r.max_ms:<8.1f} {r.gflops:>8.1f} {r.ratio:>8.2f}")
@@ -211,7 +212,8 @@ def provenance() -> dict:
     from ._runtime import ti
 
     return {"commit": commit, "command": " ".join(["python -m corr_taichi.bench", *sys.argv[1:]]),
-            "torch": torch.__version__, "taichi": ".".join(map(str, ti.__version__)), "python": platform.python_version(),
+            "torch": torch.__version__, "taichi": ".".join(map(str, ti.__version__)),
+            "python": platform.python_version(),
             "cpu": cpu, "cpus": torch.get_num_threads()}
 
 
@@ -255,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="inputs in channels_last memory format (as channels_last conv features are)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--sweep", action="store_true", help="also time the first configuration at 1/4, 1/2, 1 and 2 times its H and W")
+    parser.add_argument("--sweep", action="store_true",
+                        help="also time the first configuration at 1/4, 1/2, 1 and 2 times its H and W")
     parser.add_argument("--plot", help="PNG of median time vs size per implementation (needs --sweep and matplotlib)")
     parser.add_argument("--json", help="write all timings as JSON to this path ('-' for stdout)")
     parser.add_argument("--pin-threads", action="store_true",
@@ -321,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     layout = "channels_last" if args.channels_last else "contiguous (NCHW)"
     threads = f"{torch.get_num_threads()} threads" + (" (Taichi's pinned)" if args.pin_threads else "")
     title = (f"{device.type}, {args.dtype} {layout} inputs, {threads}, torch {torch.__version__}; "
-             f"sgemm {rates[0]:.0f} GFLOP/s, copy {rates[1]:.0f} GB/s; median of {args.repeats} after {args.warmup} warm-up")
+             f"sgemm {rates[0]:.0f} GFLOP/s, copy {rates[1]:.0f} GB/s; "
+             f"median of {args.repeats} after {args.warmup} warm-up")
     if results or sweep:
         _print_table(results + [t for _, t in sweep], title)
     if stereo_results:

@@ -269,7 +269,8 @@ def _median3(flow: np.ndarray) -> np.ndarray:
 
 def _color_wheel() -> np.ndarray:
     """The 55 colours of the Middlebury flow colour wheel (red, yellow, green, cyan, blue, magenta)."""
-    segments = ((15, 0, 1, True), (6, 1, 0, False), (4, 1, 2, True), (11, 2, 1, False), (13, 2, 0, True), (6, 0, 2, False))
+    segments = ((15, 0, 1, True), (6, 1, 0, False), (4, 1, 2, True), (11, 2, 1, False), (13, 2, 0, True),
+                (6, 0, 2, False))
     rows = []
     for count, full, ramp_channel, rising in segments:
         block = np.zeros((count, 3))

@@ -4,7 +4,8 @@ ONNX has no correlation operator, so a model containing the layer is exported th
 ``torch.export`` with each op replaced by its pure-PyTorch decomposition (:mod:`corr_taichi.reference`):
 the correlation (and so ``correlation1d`` and ``groupwise_correlation1d``) as Pad, Mul, ReduceSum,
 Concat and a grouped Conv for the kernel window; the 1-D lookups and the 2-D flow-guided lookup as
-Floor, GatherElements, Mul, ReduceSum and the bilinear blend.  onnxruntime, TensorRT and friends run the result without a plugin.
+Floor, GatherElements, Mul, ReduceSum and the bilinear blend.  onnxruntime, TensorRT and friends run the result
+without a plugin.
 
 Example:
     >>> import torch, corr_taichi, corr_taichi.onnx

@@ -46,7 +46,8 @@ def correlation1d(
 
     .. code-block:: text
 
-        out[b, d, h, w] = sum_c sum_{i<kH, j<kW} left[b, c, u + i*dilH, v + j*dilW] * right[b, c, u + i*dilH, v + j*dilW - d]
+        out[b, d, h, w] = sum_c sum_{i<kH, j<kW} left[b, c, u + i*dilH, v + j*dilW]
+                                                 * right[b, c, u + i*dilH, v + j*dilW - d]
 
     with ``u = h*strideH - padH``, ``v = w*strideW - padW``; a term counts only where both pixels lie
     inside the image.  With ``both_directions=True`` the displacements run from ``-max_disp`` to
