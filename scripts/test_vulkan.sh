@@ -15,5 +15,6 @@ echo "Vulkan pass: tests/test_core.py tests/test_gpu_tiles.py tests/test_compat.
 echo "Vulkan pass test order seed: $SEED"
 CORR_TAICHI_ARCH=vulkan "$PY" -m pytest -q -n auto -p randomly --randomly-seed="$SEED" tests/test_core.py tests/test_gpu_tiles.py tests/test_compat.py tests/test_stereo.py tests/test_stereo_volumes.py \
     "tests/test_reliability.py::test_calls_split_below_the_index_limit_match_the_reference"
-# The flow lookup's kernels compile for 10-35 s each here: the tests marked `vulkan` cover three configurations.
-CORR_TAICHI_ARCH=vulkan "$PY" -m pytest -q -n auto -p randomly --randomly-seed="$SEED" tests/test_flow_lookup.py -m vulkan
+# The flow lookup's kernels compile for tens of seconds each here: the tests marked `vulkan` cover three
+# configurations, in one process (two would compile the same ones side by side).
+CORR_TAICHI_ARCH=vulkan "$PY" -m pytest -q -n 0 -p randomly --randomly-seed="$SEED" tests/test_flow_lookup.py -m vulkan

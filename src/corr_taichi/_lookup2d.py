@@ -23,8 +23,8 @@ from .reference import correlation_lookup
 _FAR = -1.0e9
 
 
-def _kernels(dtype: torch.dtype, radius: int, x_major: bool):
-    return _lookup2d_kernels.lookup_kernels(_taichi(dtype), radius, x_major)
+def _kernels(dtype: torch.dtype, radius: int, x_major: bool, cpu: bool):
+    return _lookup2d_kernels.lookup_kernels(_taichi(dtype), radius, x_major, cpu)
 
 
 def _coordinates(coords: Tensor, device: torch.device, compute: torch.dtype) -> tuple[Tensor, Tensor | None]:
@@ -77,11 +77,11 @@ def correlation_lookup_op(fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius: 
         return out.to(fmap1.dtype)
     _check_index_limit(fmap1, fmap2, radius)
     batch, _, height, width = fmap1.shape
-    with _launch(fmap1.device) as (device, _):
+    with _launch(fmap1.device) as (device, cpu):
         a, b = _vectors(fmap1, device), _vectors(fmap2, device)
         xy, bad = _coordinates(coords, device, compute)
         out = torch.empty(batch, height, width, (2 * radius + 1) ** 2, dtype=compute, device=device)
-        _kernels(fmap1.dtype, radius, x_major)[0](a, b, xy, out, float(scale))
+        _kernels(fmap1.dtype, radius, x_major, cpu)[0](a, b, xy, out, float(scale))
         out = out.permute(0, 3, 1, 2)  # channels_last: each pixel's window is written in one place
     if bad is not None:
         out.masked_fill_(bad, float("nan"))
@@ -106,8 +106,8 @@ def correlation_lookup_backward_op(grad_out: Tensor, fmap1: Tensor, fmap2: Tenso
     compute = _COMPUTE[fmap1.dtype]
     taps = 2 * radius + 2
     grads = [fmap1.new_empty(0), fmap2.new_empty(0), coords.new_empty(0)]
-    with _launch(fmap1.device) as (device, _):
-        _, pixel_backward, window_cells, grad_fmap2 = _kernels(fmap1.dtype, radius, x_major)
+    with _launch(fmap1.device) as (device, cpu):
+        _, pixel_backward, window_cells, grad_fmap2 = _kernels(fmap1.dtype, radius, x_major, cpu)
         a, b = _vectors(fmap1, device), _vectors(fmap2, device)
         xy, bad = _coordinates(coords, device, compute)
         g = grad_out.to(device=device, dtype=compute).permute(0, 2, 3, 1).contiguous()  # pixel-major

@@ -37,17 +37,20 @@ from ._runtime import locked, ti
 #: of ``fmap1``'s vector (``docs/flow-lookup.md``: 2 was the fastest of 1, 2, 5 and 10 at 256 channels).
 #: The window is ``2R + 2`` pixels wide, a multiple of it.
 PARTNERS = 2
-#: the gradient gathers accumulate this many channel vectors at a time in registers
+#: on the CPU the gradient gathers accumulate this many channel vectors at a time in registers (one at
+#: a time on the GPU backends, where the unrolled chunk made Vulkan's shader compiler take minutes)
 CHUNK = 8
 
 
 @functools.cache
-def lookup_kernels(dtype, radius: int, x_major: bool):
+def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
     """``forward`` into ``(B, H1, W1, (2R + 1)**2)`` (pixel-major), ``pixel_backward`` (which reads the
     output gradient so too), ``window_cells`` and ``grad_fmap2``, for
     coordinates ``(B, 2, H1, W1)`` (x in channel 0).  Output channel ``k`` holds the offset ``(dx, dy)``
     at ``k = (dx + R) (2R + 1) + (dy + R)`` when ``x_major`` (RAFT's order), else
-    ``(dy + R) (2R + 1) + (dx + R)``."""
+    ``(dy + R) (2R + 1) + (dx + R)``.  ``cpu``: the CPU backend's variant (channel vectors gathered
+    ``CHUNK`` at a time), else the GPU backends' (one at a time)."""
+    chunk = CHUNK if cpu else 1
     taps = 2 * radius + 2  # whole pixels per window side
     side = taps - 1  # offsets per side
     window = _common(dtype, radius)[0]
@@ -146,22 +149,22 @@ def lookup_kernels(dtype, radius: int, x_major: bool):
 
     @ti.func
     def window_gather(weights: ti.template(), fmap2: ti.template(), grad: ti.template(), b, h, w, x0, y0):
-        """``grad[b, h, w] = sum_{j, i} weights[b, h, w, j * taps + i] * fmap2[b, y0 + j, x0 + i]``, ``CHUNK``
+        """``grad[b, h, w] = sum_{j, i} weights[b, h, w, j * taps + i] * fmap2[b, y0 + j, x0 + i]``, ``chunk``
         channel vectors at a time accumulated in registers (outside ``fmap2`` the weights are zero and the
         reads clamped; past the last vector the reads repeat it and are not stored)."""
         last_x, last_v = fmap2.shape[2] - 1, grad.shape[3] - 1
-        for chunk in range((grad.shape[3] + CHUNK - 1) // CHUNK):
-            v0 = chunk * CHUNK
-            acc = ti.Matrix.zero(dtype, CHUNK, LANES)
+        for c in range((grad.shape[3] + chunk - 1) // chunk):
+            v0 = c * chunk
+            acc = ti.Matrix.zero(dtype, chunk, LANES)
             for j in range(taps):
                 row = y0 + j
                 if 0 <= row and row < fmap2.shape[1]:
                     for i in ti.static(range(taps)):
                         x = ti.min(ti.max(x0 + i, 0), last_x)
                         weight = weights[b, h, w, j * taps + i]
-                        for q in ti.static(range(CHUNK)):
+                        for q in ti.static(range(chunk)):
                             acc[q, :] += weight * fmap2[b, row, x, ti.min(v0 + q, last_v)]
-            for q in ti.static(range(CHUNK)):
+            for q in ti.static(range(chunk)):
                 if v0 + q <= last_v:
                     grad[b, h, w, v0 + q] = acc[q, :]
 
@@ -206,9 +209,9 @@ def lookup_kernels(dtype, radius: int, x_major: bool):
         rows, columns = grad.shape[1] + taps - 1, grad.shape[2] + taps - 1
         last_v = grad.shape[3] - 1
         for b, y, x in ti.ndrange(grad.shape[0], grad.shape[1], grad.shape[2]):
-            for chunk in range((grad.shape[3] + CHUNK - 1) // CHUNK):  # CHUNK vectors at a time, in registers
-                v0 = chunk * CHUNK
-                acc = ti.Matrix.zero(dtype, CHUNK, LANES)
+            for c in range((grad.shape[3] + chunk - 1) // chunk):  # chunk vectors at a time, in registers
+                v0 = c * chunk
+                acc = ti.Matrix.zero(dtype, chunk, LANES)
                 for j in range(taps):
                     for i in ti.static(range(taps)):
                         cell = (b * rows + y - j + taps - 1) * columns + x - i + taps - 1
@@ -216,9 +219,9 @@ def lookup_kernels(dtype, radius: int, x_major: bool):
                             pixel = order[e] - b * fmap1.shape[1] * fmap1.shape[2]
                             h, w = pixel // fmap1.shape[2], pixel % fmap1.shape[2]
                             weight = weights[b, h, w, j * taps + i]
-                            for q in ti.static(range(CHUNK)):
+                            for q in ti.static(range(chunk)):
                                 acc[q, :] += weight * fmap1[b, h, w, ti.min(v0 + q, last_v)]
-                for q in ti.static(range(CHUNK)):
+                for q in ti.static(range(chunk)):
                     if v0 + q <= last_v:
                         grad[b, y, x, v0 + q] = acc[q, :]
 
