@@ -173,15 +173,21 @@ def _check_same_device(api: str, **tensors: torch.Tensor) -> None:
                          f"{', '.join(str(t.device) for t in tensors.values())}")
 
 
-def check_feature_pair(fmap1, fmap2, api: str) -> None:
-    """``fmap1`` ``(B, C, H, W1)`` and ``fmap2`` ``(B, C, H, W2)`` of one dtype, as a 1-D lookup takes them."""
-    _check_tensor(fmap1, "fmap1", "(B, C, H, W1)", api)
-    _check_tensor(fmap2, "fmap2", "(B, C, H, W2)", api)
-    if fmap1.shape[:3] != fmap2.shape[:3]:
-        raise ValueError(f"{api}: fmap1 and fmap2 must agree in B, C and H, got {tuple(fmap1.shape)} and "
+def _check_maps(fmap1, fmap2, api: str, shapes: tuple[str, str], leading: int, agree: str) -> None:
+    """Two 4-D feature maps of ``shapes`` and one dtype that agree in their first ``leading`` sizes
+    (named ``agree``)."""
+    _check_tensor(fmap1, "fmap1", shapes[0], api)
+    _check_tensor(fmap2, "fmap2", shapes[1], api)
+    if fmap1.shape[:leading] != fmap2.shape[:leading]:
+        raise ValueError(f"{api}: fmap1 and fmap2 must agree in {agree}, got {tuple(fmap1.shape)} and "
                          f"{tuple(fmap2.shape)}")
     if fmap1.dtype != fmap2.dtype:
         raise TypeError(f"{api}: fmap1 and fmap2 must have the same dtype, got {fmap1.dtype} and {fmap2.dtype}")
+
+
+def check_feature_pair(fmap1, fmap2, api: str) -> None:
+    """``fmap1`` ``(B, C, H, W1)`` and ``fmap2`` ``(B, C, H, W2)`` of one dtype, as a 1-D lookup takes them."""
+    _check_maps(fmap1, fmap2, api, ("(B, C, H, W1)", "(B, C, H, W2)"), 3, "B, C and H")
 
 
 def x_coordinates(coords, api: str):
@@ -212,14 +218,9 @@ MAX_LOOKUP_RADIUS = 12
 
 
 def check_feature_maps2d(fmap1, fmap2, api: str) -> None:
-    """``fmap1`` ``(B, C, H1, W1)`` and ``fmap2`` ``(B, C, H2, W2)`` of one dtype, as the 2-D lookup takes them."""
-    _check_tensor(fmap1, "fmap1", "(B, C, H1, W1)", api)
-    _check_tensor(fmap2, "fmap2", "(B, C, H2, W2)", api)
-    if fmap1.shape[:2] != fmap2.shape[:2]:
-        raise ValueError(f"{api}: fmap1 and fmap2 must agree in B and C, got {tuple(fmap1.shape)} and "
-                         f"{tuple(fmap2.shape)}")
-    if fmap1.dtype != fmap2.dtype:
-        raise TypeError(f"{api}: fmap1 and fmap2 must have the same dtype, got {fmap1.dtype} and {fmap2.dtype}")
+    """``fmap1`` ``(B, C, H1, W1)`` and ``fmap2`` ``(B, C, H2, W2)`` of one dtype and device, as the 2-D lookup
+    takes them."""
+    _check_maps(fmap1, fmap2, api, ("(B, C, H1, W1)", "(B, C, H2, W2)"), 2, "B and C")
     _check_same_device(api, fmap1=fmap1, fmap2=fmap2)
 
 
