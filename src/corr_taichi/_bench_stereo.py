@@ -124,12 +124,6 @@ class RaftStereoAlternateBlock:
         return torch.stack(out, 1).float()
 
 
-def _grid_sample_xy(img, x, y):
-    height, width = img.shape[-2:]
-    grid = torch.stack([2 * x / (width - 1) - 1, 2 * y / (height - 1) - 1], -1)
-    return F.grid_sample(img, grid, align_corners=True)
-
-
 class RaftVolumeBlock:
     """RAFT's CorrBlock: the all-pairs volume by matmul, pooled with avg_pool2d, sampled by grid_sample."""
 
@@ -151,7 +145,7 @@ class RaftVolumeBlock:
         out = []
         for level, corr in enumerate(self.pyramid):
             at = centre / 2**level
-            sampled = _grid_sample_xy(corr, at[..., 0] + dx, at[..., 1] + dy)
+            sampled = _grid_sample_x(corr, at[..., 0] + dx, at[..., 1] + dy, *corr.shape[-2:])
             out.append(sampled.view(batch, height, width, -1))
         return torch.cat(out, -1).permute(0, 3, 1, 2).contiguous().float()
 
@@ -172,7 +166,7 @@ class RaftAlternateBlock:
             x, y = coords[:, 0] / 2**level, coords[:, 1] / 2**level
             for dx in range(-r, r + 1):
                 for dy in range(-r, r + 1):
-                    sampled = _grid_sample_xy(fmap2, x + dx, y + dy)
+                    sampled = _grid_sample_x(fmap2, x + dx, y + dy, *fmap2.shape[-2:])
                     out.append((sampled * self.fmap1).sum(1) / math.sqrt(channels))
         return torch.stack(out, 1).float()
 

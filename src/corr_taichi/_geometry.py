@@ -237,10 +237,15 @@ def check_lookup2d(fmap1, fmap2, coords, radius, order, api: str) -> tuple[int, 
     _check_same_device(api, fmap1=fmap1, coords=coords)
     if order not in LOOKUP_ORDERS:
         raise ValueError(f"{api}: order must be one of {', '.join(map(repr, LOOKUP_ORDERS))}, got {order!r}")
+    return lookup_radius(radius, api), order == "xy"
+
+
+def lookup_radius(radius, api: str) -> int:
+    """The 2-D lookup's radius: an int in ``0..MAX_LOOKUP_RADIUS``."""
     radius = as_int(radius, f"{api}: radius", 0)
     if radius > MAX_LOOKUP_RADIUS:
         raise ValueError(f"{api}: radius must be an int in 0..{MAX_LOOKUP_RADIUS}, got {radius}")
-    return radius, order == "xy"
+    return radius
 
 
 def check_volume_lookup1d(volume, coords, radius, api: str) -> int:

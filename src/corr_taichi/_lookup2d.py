@@ -14,7 +14,8 @@ from torch import Tensor
 
 from . import _lookup2d_kernels
 from ._lookup1d import _gradient, _reference_grads, _taichi, _vectors
-from ._op import _COMPUTE, MAX_ELEMENTS, _launch
+from ._kernels import LANES
+from ._op import _COMPUTE, MAX_ELEMENTS, _channel_vectors, _launch
 from ._runtime import usable
 from .reference import correlation_lookup
 
@@ -56,7 +57,7 @@ def _sorted_by_window(window_cells, xy: Tensor, height: int, width: int, taps: i
 def _check_index_limit(fmap1: Tensor, fmap2: Tensor, radius: int) -> None:
     """Taichi indexes ndarrays with 32-bit ints: refuse a call whose buffers would exceed that."""
     batch, channels, height, width = fmap1.shape
-    padded = -(-channels // 16) * 16
+    padded = _channel_vectors(channels) * LANES
     largest = max(batch * height * width * max(padded, (2 * radius + 2) ** 2), batch * padded * fmap2[0, 0].numel())
     if largest > MAX_ELEMENTS:
         raise ValueError(f"correlation_lookup: a buffer of this call would hold {largest} elements, more than "

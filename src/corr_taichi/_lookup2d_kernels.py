@@ -148,6 +148,13 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
         return dx, dy
 
     @ti.func
+    def store_chunk(grad: ti.template(), b, y, x, v0, acc: ti.template()):
+        """``grad[b, y, x, v0 + q] = acc[q, :]`` for the chunk's vectors that exist."""
+        for q in ti.static(range(chunk)):
+            if v0 + q < grad.shape[3]:
+                grad[b, y, x, v0 + q] = acc[q, :]
+
+    @ti.func
     def window_gather(weights: ti.template(), fmap2: ti.template(), grad: ti.template(), b, h, w, x0, y0):
         """``grad[b, h, w] = sum_{j, i} weights[b, h, w, j * taps + i] * fmap2[b, y0 + j, x0 + i]``, ``chunk``
         channel vectors at a time accumulated in registers (outside ``fmap2`` the weights are zero and the
@@ -164,9 +171,7 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
                         weight = weights[b, h, w, j * taps + i]
                         for q in ti.static(range(chunk)):
                             acc[q, :] += weight * fmap2[b, row, x, ti.min(v0 + q, last_v)]
-            for q in ti.static(range(chunk)):
-                if v0 + q <= last_v:
-                    grad[b, h, w, v0 + q] = acc[q, :]
+            store_chunk(grad, b, h, w, v0, acc)
 
     @locked
     @ti.kernel
@@ -221,8 +226,6 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
                             weight = weights[b, h, w, j * taps + i]
                             for q in ti.static(range(chunk)):
                                 acc[q, :] += weight * fmap1[b, h, w, ti.min(v0 + q, last_v)]
-                for q in ti.static(range(chunk)):
-                    if v0 + q <= last_v:
-                        grad[b, y, x, v0 + q] = acc[q, :]
+                store_chunk(grad, b, y, x, v0, acc)
 
     return forward, pixel_backward, window_cells, grad_fmap2

@@ -160,21 +160,29 @@ def flow_search(f1: torch.Tensor, f2: torch.Tensor, patch: int, dilation: int, w
     """Best displacement (2, H, W) within ``patch`` x ``patch`` displacements of step ``dilation``."""
     cost = correlation(f1, f2, kernel_size=window, padding=window // 2, patch_size=patch, dilation_patch=dilation)[0]
     p, _, h, w = cost.shape[0], cost.shape[1], cost.shape[2], cost.shape[3]
-    flat = cost.reshape(p * p, h, w)
+    peaks = parabola_peak(cost.reshape(p * p, h, w), p, flat_below=1e-9)
+    return torch.stack([(index.float() + offset - (p - 1) // 2) * dilation for index, offset in peaks])
+
+
+def parabola_peak(flat: torch.Tensor, side: int, flat_below: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For costs ``(side * side, H, W)`` of a square of displacements (row-major), the best one's row and
+    column index, each with the sub-pixel offset of a parabola along that axis through the best cost and
+    its two neighbours: in ``[-0.5, 0.5]``, and 0 at the axis's ends or where the parabola's curvature is
+    not below ``-flat_below`` (the best cost is a maximum, so the curvature is never positive)."""
     best = flat.argmax(0)
-    by, bx = best // p, best % p
-    # Sub-pixel: a parabola along each axis through the best cost and its neighbours.
-    refined = []
-    for axis_index, other in ((by, bx), (bx, by)):
-        idx = lambda k: (k.clamp(0, p - 1) * p + other) if axis_index is by else (other * p + k.clamp(0, p - 1))  # noqa: E731
-        c0 = flat.gather(0, idx(axis_index)[None])[0]
-        cm = flat.gather(0, idx(axis_index - 1)[None])[0]
-        cp = flat.gather(0, idx(axis_index + 1)[None])[0]
+    rows, columns = best // side, best % side
+    peaks = []
+    for along, other in ((rows, columns), (columns, rows)):
+        def at(k, along=along, other=other):
+            k = k.clamp(0, side - 1)
+            return flat.gather(0, ((k * side + other) if along is rows else (other * side + k))[None])[0]
+
+        c0, cm, cp = at(along), at(along - 1), at(along + 1)
         denom = cm - 2 * c0 + cp
-        off = torch.where(denom.abs() > 1e-9, 0.5 * (cm - cp) / denom, torch.zeros_like(denom)).clamp(-0.5, 0.5)
-        inner = (axis_index > 0) & (axis_index < p - 1)
-        refined.append((axis_index.float() + torch.where(inner, off, torch.zeros_like(off)) - (p - 1) // 2) * dilation)
-    return torch.stack(refined)
+        step = torch.where(denom < -flat_below, 0.5 * (cm - cp) / denom, torch.zeros_like(denom)).clamp(-0.5, 0.5)
+        inner = (along > 0) & (along < side - 1)
+        peaks.append((along, torch.where(inner, step, torch.zeros_like(step))))
+    return peaks
 
 
 def estimate_flow(img1: torch.Tensor, img2: torch.Tensor, window: int = 13) -> torch.Tensor:
@@ -224,22 +232,11 @@ def refine_flow(img1: torch.Tensor, img2: torch.Tensor, flow: torch.Tensor, iter
     side = 2 * radius + 1
     for _ in range(iterations):
         coords = torch.stack([xs + flow[1], ys + flow[0]])[None]
-        cost = correlation_lookup(f1, f2, coords, radius, order="yx")[0].view(side, side, height, width)
-        best = cost.flatten(0, 1).argmax(0)
-        by, bx = best // side, best % side
-        offsets = []
-        for along, other in ((by, bx), (bx, by)):
-            def at(k):
-                k = k.clamp(0, side - 1)
-                index = (k * side + other) if along is by else (other * side + k)
-                return cost.flatten(0, 1).gather(0, index[None])[0]
-            c0, cm, cp = at(along), at(along - 1), at(along + 1)
-            denom = cm - 2 * c0 + cp
-            step = torch.where(denom < -1e-6, 0.5 * (cm - cp) / denom, torch.zeros_like(denom)).clamp(-0.5, 0.5)
-            inner = (along > 0) & (along < side - 1)
-            offsets.append(along.float() - radius + torch.where(inner, step, torch.zeros_like(step)))
-        confidence = cost.flatten(0, 1).max(0).values.clamp_min(0) ** 2
-        flow = _smooth(flow + torch.stack(offsets), confidence, sigma)
+        cost = correlation_lookup(f1, f2, coords, radius, order="yx")[0]  # ((2r + 1)**2, H, W), dy-major
+        peaks = parabola_peak(cost, side, flat_below=1e-6)
+        offsets = torch.stack([index.float() - radius + step for index, step in peaks])
+        confidence = cost.max(0).values.clamp_min(0) ** 2
+        flow = _smooth(flow + offsets, confidence, sigma)
     return flow
 
 

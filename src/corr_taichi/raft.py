@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._geometry import as_int, check_feature_maps2d, check_lookup2d
-from .flow import correlation_lookup
+from . import _lookup2d
+from ._geometry import as_int, check_feature_maps2d, check_lookup2d, lookup_radius
 
 
 def _pyramid(fmap2: Tensor, num_levels: int) -> list[Tensor]:
@@ -41,10 +41,12 @@ def _sqrt_channels(channels: int) -> float:
 
 
 def _lookup_pyramid(fmap1: Tensor, levels: list[Tensor], coords: Tensor, radius: int, api: str) -> Tensor:
-    """The level-major concatenation of each level's lookup at ``coords / 2**i``, divided by ``sqrt(C)``."""
+    """The level-major concatenation of each level's lookup at ``coords / 2**i``, divided by ``sqrt(C)``
+    (validated once: the levels are ``fmap2``'s pooled copies)."""
     check_lookup2d(fmap1, levels[0], coords, radius, "xy", api)
     scale = 1.0 / _sqrt_channels(fmap1.shape[1])
-    out = [correlation_lookup(fmap1, level, coords / 2**i, radius, "xy", scale) for i, level in enumerate(levels)]
+    out = [_lookup2d.correlation_lookup_op(fmap1, level, coords / 2**i, radius, True, scale)
+           for i, level in enumerate(levels)]
     return torch.cat(out, dim=1)
 
 
@@ -70,7 +72,7 @@ class CorrBlock:
     def __init__(self, fmap1: Tensor, fmap2: Tensor, num_levels: int = 4, radius: int = 4) -> None:
         api = "raft.CorrBlock"
         self.num_levels = as_int(num_levels, f"{api}: num_levels", 1)
-        self.radius = as_int(radius, f"{api}: radius", 0)
+        self.radius = lookup_radius(radius, api)
         check_feature_maps2d(fmap1, fmap2, api)
         self.fmap1 = fmap1.contiguous(memory_format=torch.channels_last)
         self.pyramid = _pyramid(fmap2, self.num_levels)
@@ -106,7 +108,7 @@ class TorchvisionCorrBlock(torch.nn.Module):
     def __init__(self, *, num_levels: int = 4, radius: int = 4) -> None:
         super().__init__()
         self.num_levels = as_int(num_levels, "raft.TorchvisionCorrBlock: num_levels", 1)
-        self.radius = as_int(radius, "raft.TorchvisionCorrBlock: radius", 0)
+        self.radius = lookup_radius(radius, "raft.TorchvisionCorrBlock")
         self.out_channels = self.num_levels * (2 * self.radius + 1) ** 2
         self.fmap1: Tensor | None = None
         self.pyramid: list[Tensor] = []

@@ -25,39 +25,40 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._geometry import as_int, check_lookup2d
-from .._lookup2d import correlation_lookup_backward_op
-from ..flow import correlation_lookup
+from .._geometry import check_feature_maps2d, check_lookup2d, lookup_radius
+from .._lookup2d import correlation_lookup_backward_op, correlation_lookup_op
 
 _API = "alt_cuda_corr"
 
 
-def _planar(fmap1: Tensor, fmap2: Tensor, coords: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The extension's layouts as this package's (views, no copies): ``(B, C, H, W)`` channels_last
-    feature maps and ``(N, B, 2, H1, W1)`` coordinates."""
+def _planar(fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius) -> tuple[Tensor, Tensor, Tensor, int]:
+    """The extension's layouts as this package's (views, no copies), validated: ``(B, C, H, W)``
+    channels_last feature maps, ``(N, B, 2, H1, W1)`` coordinates, and the radius."""
     for name, t, dims in (("fmap1", fmap1, 4), ("fmap2", fmap2, 4), ("coords", coords, 5)):
         if not isinstance(t, Tensor) or t.dim() != dims:
             shape = "(B, N, H1, W1, 2)" if name == "coords" else "(B, H, W, C)"
             raise ValueError(f"{_API}: {name} must be a {dims}-D tensor {shape}, got {getattr(t, 'shape', t)!r}")
     if coords.shape[-1] != 2:
         raise ValueError(f"{_API}: coords must be (B, N, H1, W1, 2), got {tuple(coords.shape)}")
-    return fmap1.permute(0, 3, 1, 2), fmap2.permute(0, 3, 1, 2), coords.permute(1, 0, 4, 2, 3)
+    a, b, xy = fmap1.permute(0, 3, 1, 2), fmap2.permute(0, 3, 1, 2), coords.permute(1, 0, 4, 2, 3)
+    if len(xy) == 0:
+        check_feature_maps2d(a, b, _API)
+        return a, b, xy, lookup_radius(radius, _API)
+    return a, b, xy, check_lookup2d(a, b, xy[0], radius, "xy", _API)[0]
 
 
 def forward(fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius: int) -> list[Tensor]:
     """``[corr]``, ``corr`` of shape ``(B, N, (2R + 1)**2, H1, W1)`` and ``fmap1``'s dtype."""
-    a, b, xy = _planar(fmap1, fmap2, coords)
+    a, b, xy, radius = _planar(fmap1, fmap2, coords, radius)
     if len(xy) == 0:
-        radius = as_int(radius, f"{_API}: radius", 0)
         return [a.new_zeros(a.shape[0], 0, (2 * radius + 1) ** 2, *a.shape[2:])]
-    return [torch.stack([correlation_lookup(a, b, at, radius, "xy") for at in xy], dim=1)]
+    return [torch.stack([correlation_lookup_op(a, b, at, radius, True, 1.0) for at in xy], dim=1)]
 
 
 def backward(fmap1: Tensor, fmap2: Tensor, coords: Tensor, corr_grad: Tensor, radius: int) -> list[Tensor]:
     """``[fmap1_grad, fmap2_grad, coords_grad]`` in the inputs' layouts (``(B, H, W, C)`` and
     ``(B, N, H1, W1, 2)``) and dtypes, for the output gradient ``corr_grad``."""
-    a, b, xy = _planar(fmap1, fmap2, coords)
-    radius, _ = check_lookup2d(a, b, coords.new_empty(a.shape[0], 2, *a.shape[2:]), radius, "xy", _API)
+    a, b, xy, radius = _planar(fmap1, fmap2, coords, radius)
     want = (coords.shape[0], coords.shape[1], (2 * radius + 1) ** 2, *coords.shape[2:4])
     if not isinstance(corr_grad, Tensor) or tuple(corr_grad.shape) != want:
         raise ValueError(f"{_API}: corr_grad must have shape (B, N, (2R+1)**2, H1, W1) = {want}, got "
