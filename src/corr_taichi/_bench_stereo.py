@@ -21,7 +21,11 @@ networks' own pure-PyTorch code.
 
 Peak memory is measured in a fresh process per implementation: the growth of the resident set's high
 -water mark over one forward and backward (Linux: ``/proc/self/clear_refs`` resets it, after a small
-call has compiled the kernels).
+call has compiled the kernels).  The group-wise volumes and the 1-D lookups hold all their outputs and
+output gradients while they are measured.  The 2-D lookups measure the layer's own memory instead: each
+lookup's output is reduced against one fixed random gradient as it comes (``(out * g).sum()``), so the
+bench holds neither the outputs nor their gradients (1 GiB at 1080p, the same for every implementation;
+a network whose next layer saves its input holds them, ``docs/flow-lookup.md``).
 """
 
 from __future__ import annotations
@@ -193,9 +197,11 @@ def implementations(kind: str) -> dict[str, Callable]:
         }
 
     def lookups(block_type, **kw):
-        def run(a, b, p, coords_list):
+        def run(a, b, p, coords_list, reduce=None):
             block = block_type(a, b, p["num_levels"], p["radius"], **kw)
-            return [block(coords) for coords in coords_list]
+            if reduce is None:
+                return [block(coords) for coords in coords_list]
+            return [sum(reduce(block(coords)) for coords in coords_list)]  # each output freed once reduced
         return run
 
     if kind == "flow":
@@ -302,12 +308,21 @@ def _peak_in_this_process(name: str, impl: str, device, dtype) -> float:
     outs = fn(a, b, params, coords_list[:1])
     torch.autograd.grad(outs, (a, b), [torch.ones_like(o) for o in outs])
     a, b, coords_list = inputs(kind, shape, device, dtype)
+    if kind == "flow":  # the layer's own memory: each output reduced against one gradient as it comes
+        gen = torch.Generator().manual_seed(2)
+        taps = (2 * params["radius"] + 1) ** 2
+        weight = torch.randn(shape[0], params["num_levels"] * taps, *shape[2:], generator=gen, dtype=dtype)
+        reduce = weight.mul
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets the high-water mark to the current resident set
     base = _resident("VmRSS")
-    outs = fn(a, b, params, coords_list)
-    torch.autograd.grad(outs, (a, b), [torch.ones_like(o) for o in outs])
+    if kind == "flow":
+        outs = fn(a, b, params, coords_list, lambda out: reduce(out).sum())
+        torch.autograd.grad(outs, (a, b))
+    else:
+        outs = fn(a, b, params, coords_list)
+        torch.autograd.grad(outs, (a, b), [torch.ones_like(o) for o in outs])
     return _resident("VmHWM") - base
 
 
