@@ -39,6 +39,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .compat import gwcnet
+from .raft import CorrBlock
+from .raft_stereo import CorrBlock1D
+
 #: refinement iterations timed per 1-D lookup configuration (one lookup each)
 LOOKUPS = 12
 
@@ -186,10 +190,6 @@ SLOW_LOOP_MAX_PIXELS = 10_000
 
 def implementations(kind: str) -> dict[str, Callable]:
     """name -> fn(fmap1, fmap2, params, coords_list) returning the outputs to differentiate."""
-    from .compat import gwcnet
-    from .raft import CorrBlock
-    from .raft_stereo import CorrBlock1D
-
     if kind == "groupwise":
         return {
             "corr_taichi": lambda a, b, p, _: [gwcnet.build_gwc_volume(a, b, p["max_disp"], p["groups"])],
@@ -297,32 +297,34 @@ def _resident(field: str) -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _peak_in_this_process(name: str, impl: str, device, dtype) -> float:
-    """MiB the resident set's high-water mark grows by over one forward and backward of ``impl``."""
+def _peak_in_this_process(name: str, impl: str, device, dtype, hold: bool | None = None) -> float:
+    """MiB the resident set's high-water mark grows by over one forward and backward of ``impl``.  ``hold``:
+    whether all the outputs and their gradients are held at once (the default except for the 2-D lookups)
+    or each output is reduced against one fixed gradient as it comes (the layer's own memory)."""
     import gc
 
     kind, shape, params = CONFIGS[name]
+    hold = kind != "flow" if hold is None else hold
     fn = implementations(kind)[impl]
     small = (shape[0], shape[1], min(shape[2], 16 if kind == "flow" else 4), min(shape[3], 24))
     a, b, coords_list = inputs(kind, small, device, dtype, seed=1)  # compiles the kernels outside the measurement
     outs = fn(a, b, params, coords_list[:1])
     torch.autograd.grad(outs, (a, b), [torch.ones_like(o) for o in outs])
     a, b, coords_list = inputs(kind, shape, device, dtype)
-    if kind == "flow":  # the layer's own memory: each output reduced against one gradient as it comes
+    if not hold:
         gen = torch.Generator().manual_seed(2)
-        taps = (2 * params["radius"] + 1) ** 2
-        weight = torch.randn(shape[0], params["num_levels"] * taps, *shape[2:], generator=gen, dtype=dtype)
-        reduce = weight.mul
+        reduce = torch.randn(outs[0].shape[:2] + shape[2:], generator=gen, dtype=dtype).mul
+    del outs
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets the high-water mark to the current resident set
     base = _resident("VmRSS")
-    if kind == "flow":
-        outs = fn(a, b, params, coords_list, lambda out: reduce(out).sum())
-        torch.autograd.grad(outs, (a, b))
-    else:
+    if hold:
         outs = fn(a, b, params, coords_list)
         torch.autograd.grad(outs, (a, b), [torch.ones_like(o) for o in outs])
+    else:
+        outs = fn(a, b, params, coords_list, lambda out: reduce(out).sum())
+        torch.autograd.grad(outs, (a, b))
     return _resident("VmHWM") - base
 
 
@@ -337,6 +339,7 @@ def peak_mib(name: str, impl: str, device, dtype) -> float | None:
     return float(result.stdout.split()[-1])
 
 
-if __name__ == "__main__":  # python -m corr_taichi._bench_stereo CONFIG IMPL DTYPE: prints the peak in MiB
+if __name__ == "__main__":  # python -m corr_taichi._bench_stereo CONFIG IMPL DTYPE [held|reduced]: the peak in MiB
     config, impl_name, dtype_name = sys.argv[1:4]
-    print(f"{_peak_in_this_process(config, impl_name, torch.device('cpu'), getattr(torch, dtype_name)):.1f}")
+    held = {"held": True, "reduced": False}[sys.argv[4]] if len(sys.argv) > 4 else None
+    print(f"{_peak_in_this_process(config, impl_name, torch.device('cpu'), getattr(torch, dtype_name), held):.1f}")

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from . import _lookup1d_kernels
-from ._op import _COMPUTE, _cpu_gradient, _cpu_layout, _launch
+from ._layouts import _COMPUTE, _cpu_gradient, _cpu_layout
+from ._op import _launch
 from ._runtime import TAICHI_DTYPES, usable
 from .reference import correlation_lookup1d, volume_lookup1d
 

@@ -15,7 +15,8 @@ from torch import Tensor
 from . import _lookup2d_kernels
 from ._lookup1d import _gradient, _reference_grads, _taichi, _vectors
 from ._kernels import LANES
-from ._op import _COMPUTE, MAX_ELEMENTS, _channel_vectors, _launch
+from ._layouts import _COMPUTE, _channel_vectors
+from ._op import MAX_ELEMENTS, _launch
 from ._runtime import usable
 from .reference import correlation_lookup
 

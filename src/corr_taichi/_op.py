@@ -19,65 +19,11 @@ from torch import Tensor
 
 from . import _gpu_kernels, _kernels, _pixel_tile_kernels, _row_path
 from ._geometry import Geometry
+from ._layouts import _COMPUTE, _cpu_gradient, _cpu_layout, _pixel_major
 from ._runtime import TAICHI_DTYPES, current_arch_name, ensure_runtime, struct, sync, usable
 from .reference import correlation_from_geometry
 
-#: compute (and accumulation) dtype of each input dtype; Taichi has no bfloat16, and half inputs
-#: are accumulated in float32 anyway.
-_COMPUTE = {torch.float32: torch.float32, torch.float64: torch.float64,
-            torch.float16: torch.float32, torch.bfloat16: torch.float32}
 _TAICHI = TAICHI_DTYPES
-
-
-def _channel_vectors(channels: int) -> int:
-    """How many vectors of ``LANES`` channels hold ``channels`` (the last one zero-padded)."""
-    return -(-channels // _kernels.LANES)
-
-
-def _cpu_layout(t: Tensor, out: Tensor | None = None) -> Tensor:
-    """The CPU kernels' layout of ``t``: ``(B, H, W, C / LANES, LANES)``, i.e. channels-last with the
-    channels zero-padded to a multiple of ``LANES`` and read as vectors, in the compute dtype.  Free
-    for a channels_last float32/64 input whose channel count is a multiple of ``LANES``; one copy
-    (re-layout, padding and conversion together) otherwise, into ``out`` where given."""
-    view = t.permute(0, 2, 3, 1)
-    batch, height, width, channels = view.shape
-    groups = _channel_vectors(channels)
-    if (groups * _kernels.LANES == channels and view.dtype == _COMPUTE[t.dtype] and view.is_contiguous()
-            and _kernels.vector_aligned(view)):
-        return view.view(batch, height, width, groups, _kernels.LANES)
-    return _transposed(t, _COMPUTE[t.dtype], out).view(batch, height, width, groups, _kernels.LANES)
-
-
-def _transposed(t: Tensor, dtype: torch.dtype, out: Tensor | None = None) -> Tensor:
-    """``(B, M, *S)`` -> contiguous ``(B, *S, M')`` of ``dtype``, ``M'`` = ``M`` rounded up to whole vectors
-    (zeros past ``M``): a Taichi kernel (:func:`._kernels.correlation_kernels`' ``transpose``) for a
-    contiguous ``t`` of ``dtype`` whose planes (``prod(S)`` elements) are whole vectors, a torch copy
-    otherwise.  Written into ``out`` (a contiguous buffer of that size) where given."""
-    batch, rows, *plane = t.shape
-    lanes, columns = _kernels.LANES, math.prod(plane)
-    padded = _channel_vectors(rows) * lanes
-    if out is None:
-        out = torch.empty((batch, *plane, padded), dtype=dtype, device=t.device)
-    else:
-        out = out.view(batch, *plane, padded)
-    if t.dtype == dtype and columns % lanes == 0 and t.is_contiguous() and _kernels.vector_aligned(t):
-        _kernels.correlation_kernels(_TAICHI[dtype]).transpose(
-            t.view(batch, rows, columns // lanes, lanes),
-            out.view(batch, columns // lanes, lanes, padded // lanes, lanes))
-    else:
-        out[..., :rows].copy_(t.movedim(1, -1))
-        out[..., rows:].zero_()
-    return out
-
-
-def _cpu_gradient(like: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """An uninitialised gradient for ``like`` (NCHW shape) and the CPU kernels' view of it
-    (:func:`_cpu_layout`).  The gradient is a channels_last tensor when the channel count is a multiple
-    of ``LANES``, else a view of the padded buffer the kernels write (copied out at the end)."""
-    batch, channels, height, width = like.shape
-    groups = _channel_vectors(channels)
-    buffer = torch.empty((batch, height, width, groups * _kernels.LANES), dtype=dtype, device=like.device)
-    return buffer[..., :channels].permute(0, 3, 1, 2), buffer.view(batch, height, width, groups, _kernels.LANES)
 
 
 def _gradient_format(row_tap: Geometry | None) -> torch.memory_format:
@@ -311,12 +257,6 @@ def correlation_backward_op(
                             [None if v is None else v[piece.images] for v in views], piece.geometry,
                             float(scale), *input1.shape[2:], cpu_kernels, accumulate=piece.rows.start > 0)
     return _as_gradients(needed, grads, fmt)
-
-
-def _pixel_major(grad: Tensor) -> Tensor:
-    """The output gradient ``(B, P, N)`` (``P`` displacements, ``N`` output pixels) as the CPU gradient
-    kernels read it: flattened ``(B, N, P)`` with rows padded to :func:`._kernels.pixel_major_row`."""
-    return _transposed(grad, grad.dtype).view(-1)
 
 
 def _backward_piece(grad_out: Tensor, partners: list, targets: list, g: Geometry, scale: float, height: int,

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from . import _kernels, _row_kernels
 from ._geometry import Geometry
+from ._layouts import _transposed
 from ._runtime import TAICHI_DTYPES, struct
 
 LANES = _kernels.LANES
@@ -147,8 +148,6 @@ def _nchw_rows(x: Tensor, dtype: torch.dtype) -> Tensor:
     batch, channels, height, width = x.shape
     if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last) or (height * width) % LANES:
         return x
-    from ._op import _transposed  # (_op imports this module)
-
     return _transposed(x.permute(0, 2, 3, 1).reshape(batch, height * width, channels), dtype).view(x.shape)
 
 

@@ -20,9 +20,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from typing import Callable
@@ -30,11 +28,12 @@ from typing import Callable
 import torch
 
 from . import _bench_stereo, _gpu_kernels, reference
-from ._geometry import sampler_geometry
+from ._geometry import correlation1d_geometry, sampler_geometry
 from ._progress import progress_bar
+from ._provenance import provenance
 from ._runtime import init
 from .functional import correlation
-from .stereo import correlation1d, correlation1d_geometry
+from .stereo import correlation1d
 
 #: named configurations: input shape (B, C, H, W) and correlation parameters.
 CONFIGS: dict[str, tuple[tuple[int, int, int, int], dict]] = {
@@ -191,32 +190,6 @@ def _print_stereo_table(results: list, title: str) -> None:
               f"{r.gflops:>8.1f} {r.ratio:>8.2f} {peak:>9}")
 
 
-def provenance() -> dict:
-    """What a recorded result was measured on: the commit, library versions and the CPU model."""
-    root = __file__.rsplit("/src/", 1)[0]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                                cwd=root).stdout.strip() or None
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                 text=True, timeout=10, cwd=root).stdout.strip()
-        if commit and changed:
-            commit += " (with uncommitted changes)"
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    cpu = platform.processor() or None
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    from ._runtime import ti
-
-    return {"commit": commit, "command": " ".join(["python -m corr_taichi.bench", *sys.argv[1:]]),
-            "torch": torch.__version__, "taichi": ".".join(map(str, ti.__version__)),
-            "python": platform.python_version(),
-            "cpu": cpu, "cpus": torch.get_num_threads()}
-
-
 def _plot(sweep: list[tuple[int, Timing]], path: str) -> None:
     import matplotlib
 
@@ -330,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         _print_table(results + [t for _, t in sweep], title)
     if stereo_results:
         _print_stereo_table(stereo_results, title + f"; lookups: {_bench_stereo.LOOKUPS} per block; "
-                            "peak: growth of the resident set over one forward + backward, fresh process")
+                            "peak: growth of the resident set over one forward + backward, fresh process (the 2-D "
+                            "lookups' outputs reduced as they come, not held)")
     if args.json:
         payload = {"title": title, "provenance": provenance(), "gemm_gflops": rates[0], "copy_gbs": rates[1],
                    "channels_last": args.channels_last, "pinned_threads": args.pin_threads,

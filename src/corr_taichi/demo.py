@@ -22,6 +22,7 @@ or read from Taichi's cache) and a second, warm one are timed and printed apart.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 
 from . import correlation, correlation1d, correlation_lookup
 from ._progress import progress_bar
+from ._provenance import provenance
 
 MAX_DISP = 64
 
@@ -365,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m corr_taichi.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo-output", help="folder for the PNGs (created)")
+    parser.add_argument("--json", metavar="FILE", help="also write the scores and times, with the command, commit, "
+                                                      "versions and CPU, to FILE")
     args = parser.parse_args(argv)
     try:
         from skimage import color, data
@@ -440,6 +444,13 @@ def main(argv: list[str] | None = None) -> int:
           "compiles the kernels (or reads them from Taichi's offline cache).")
     print("\nPictures: " + ", ".join(paths))
     ours = rows["corr_taichi (correlation1d)"]
+    if args.json:
+        flow = {"search": {"epe": epe_search, "time": search_warm, "first": search_first},
+                "refinement": {"epe": epe, "time": search_warm + refine_warm, "first": search_first + refine_first},
+                "zero flow": {"epe": epe_zero}}
+        with open(args.json, "w") as f:
+            json.dump({"provenance": provenance("python -m corr_taichi.demo"), "stereo": rows, "flow": flow}, f,
+                      indent=2)
     print(f"Summary: stereo bad-2px {ours['bad2']:.1f}% (MAE {ours['mae']:.2f} px), flow EPE {epe:.2f} px "
           f"vs {epe_zero:.2f} px for zero flow")
     return 0

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._geometry import Geometry, IntPair, prepare_inputs, sampler_geometry
+from ._geometry import Geometry, IntPair, correlation1d_geometry, prepare_inputs, sampler_geometry
 
 
 def _shifted(x: Tensor, shift_h: int, shift_w: int) -> Tensor | None:
@@ -70,8 +70,6 @@ def correlation(
 def correlation1d(left: Tensor, right: Tensor, max_disp: int, kernel_size: IntPair = 1, stride: IntPair = 1,
                   padding: IntPair = 0, dilation: IntPair = 1, both_directions: bool = False) -> Tensor:
     """Same signature and result as :func:`corr_taichi.correlation1d`, in plain PyTorch."""
-    from .stereo import correlation1d_geometry
-
     left, right = prepare_inputs(left, right, "reference.correlation1d")
     g = correlation1d_geometry(left.shape[2], left.shape[3], max_disp, kernel_size, stride, padding, dilation,
                                both_directions, api="reference.correlation1d")

@@ -3,30 +3,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 from torch import Tensor
 
 from . import _lookup1d, _op
-from ._geometry import (Geometry, IntPair, as_int, as_pair, check_lookup1d, check_volume_lookup1d, prepare_inputs,
-                        sampler_geometry)
-
-
-def correlation1d_geometry(
-    height: int, width: int, max_disp: int, kernel_size: IntPair = 1, stride: IntPair = 1, padding: IntPair = 0,
-    dilation: IntPair = 1, both_directions: bool = False, api: str = "correlation1d",
-) -> Geometry:
-    """Displacement ``d`` (channel ``d``, or ``d + max_disp`` with ``both_directions``) pairs left ``x``
-    with right ``x - d``: a one-row patch whose displacements run right to left."""
-    max_disp = as_int(max_disp, f"{api}: max_disp", 0)
-    if not isinstance(both_directions, bool):
-        raise TypeError(f"{api}: both_directions must be a bool, got {both_directions!r}")
-    as_pair(kernel_size, f"{api}: kernel_size", 1)
-    base = sampler_geometry(height, width, kernel_size, 1, stride, padding, dilation, 1, api=api)
-    count = 2 * max_disp + 1 if both_directions else max_disp + 1
-    first = max_disp if both_directions else 0
-    return dataclasses.replace(base, patch_w=count, patch_dilation_w=-1, first_w=first)
+from ._geometry import (IntPair, as_int, check_lookup1d, check_volume_lookup1d,
+                        correlation1d_geometry, prepare_inputs)
 
 
 def correlation1d(
