@@ -15,6 +15,7 @@ Public API:
 * :func:`init` -- choose the Taichi backend explicitly (otherwise chosen from the tensors' device).
 """
 
+from . import raft, raft_stereo
 from ._runtime import init
 from .flow import correlation_lookup
 from .functional import Correlation, correlation
@@ -23,5 +24,5 @@ from .stereo import correlation1d, correlation_lookup1d, groupwise_correlation1d
 
 __all__ = ["correlation", "correlation1d", "Correlation", "CorrTaichi", "correlation_lookup",
            "correlation_lookup1d",
-           "groupwise_correlation1d", "init", "volume_lookup1d"]
+           "groupwise_correlation1d", "init", "raft", "raft_stereo", "volume_lookup1d"]
 __version__ = "0.1.0"
