@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast doctest lint bench clean
 
 $(VENV)/.installed: pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,18 @@ lint: setup
 test: setup lint
 	@echo "test order seed: $(SEED) (rerun this order: make test SEED=$(SEED))"
 	$(PY) -m pytest -q -n auto -p randomly --randomly-seed=$(SEED)
+	$(MAKE) --no-print-directory doctest
 	scripts/test_vulkan.sh $(PY) $(SEED)
+
+# the quick loop while editing: the suite without the tests marked slow (fresh processes, ONNX, compile,
+# fuzzing); `make test` runs everything
+test-fast: setup lint
+	@echo "test order seed: $(SEED) (rerun this order: make test-fast SEED=$(SEED))"
+	$(PY) -m pytest -q -n auto -m "not slow" -p randomly --randomly-seed=$(SEED)
+
+# the examples in the docstrings, in a process of their own (install_aliases' example changes sys.modules)
+doctest: setup
+	$(PY) -m pytest -q --doctest-modules src/corr_taichi -p no:randomly -p no:cacheprovider
 
 bench: setup
 	$(PY) -m corr_taichi.bench

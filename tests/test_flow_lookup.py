@@ -16,11 +16,7 @@ from corr_taichi.compat import alt_cuda_corr
 
 from . import oracle
 from .fresh import run
-
-
-def _randn(shape, seed, dtype=torch.float64, requires_grad=False):
-    t = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)).to(dtype)
-    return t.requires_grad_(requires_grad)
+from .cases import seeded
 
 
 def _coords(batch, height, width, seed, spread, integers=False, far=False):
@@ -67,15 +63,15 @@ CASES = [  # B, C, H1, W1, H2, W2, radius, order
 @pytest.mark.parametrize("where", ["inside", "integers", "far"])
 def test_lookup_and_its_gradients_match_the_definition(B, C, H1, W1, H2, W2, radius, order, where):
     seed = B * 1000 + C * 10 + radius
-    fmap1 = _randn((B, C, H1, W1), seed, requires_grad=True)
-    fmap2 = _randn((B, C, H2, W2), seed + 1, requires_grad=True)
+    fmap1 = seeded((B, C, H1, W1), seed, requires_grad=True)
+    fmap2 = seeded((B, C, H2, W2), seed + 1, requires_grad=True)
     xy = _coords(B, H1, W1, seed + 2, spread=radius + 3, integers=where == "integers", far=where == "far")
     xy.requires_grad_()
     out = corr_taichi.correlation_lookup(fmap1, fmap2, xy, radius, order, scale=0.3)
     want = oracle.flow_lookup(fmap1, fmap2, xy, radius, order == "xy", 0.3)
     assert out.shape == (B, (2 * radius + 1) ** 2, H1, W1) and out.dtype == torch.float64
     assert _relative_error(out, want) < 1e-10
-    grad_out = _randn(out.shape, seed + 3)
+    grad_out = seeded(out.shape, seed + 3)
     got = torch.autograd.grad(out, (fmap1, fmap2, xy), grad_out)
     expected = torch.autograd.grad(want, (fmap1, fmap2, xy), grad_out)
     for name, a, b in zip(("fmap1", "fmap2", "coords"), got, expected):
@@ -83,10 +79,10 @@ def test_lookup_and_its_gradients_match_the_definition(B, C, H1, W1, H2, W2, rad
 
 
 def test_coordinate_gradient_at_integers_is_the_one_from_the_right():
-    fmap1, fmap2 = _randn((1, 5, 4, 6), 10), _randn((1, 5, 5, 7), 11)
+    fmap1, fmap2 = seeded((1, 5, 4, 6), 10), seeded((1, 5, 5, 7), 11)
     xy = _coords(1, 4, 6, 12, spread=2).round().requires_grad_()
     out = corr_taichi.correlation_lookup(fmap1, fmap2, xy, 2)
-    grad_out = _randn(out.shape, 13)
+    grad_out = seeded(out.shape, 13)
     (got,) = torch.autograd.grad(out, xy, grad_out)
     # finite difference from the right, exact for the piecewise-linear lookup with a small step
     step = 1e-7
@@ -98,7 +94,7 @@ def test_coordinate_gradient_at_integers_is_the_one_from_the_right():
 
 
 def test_far_outside_reads_nothing_and_non_finite_coordinates_give_nan():
-    fmap1, fmap2 = _randn((1, 4, 3, 5), 20, requires_grad=True), _randn((1, 4, 3, 5), 21, requires_grad=True)
+    fmap1, fmap2 = seeded((1, 4, 3, 5), 20, requires_grad=True), seeded((1, 4, 3, 5), 21, requires_grad=True)
     xy = _coords(1, 3, 5, 22, spread=1)
     xy[0, 0, 0, 0], xy[0, 1, 0, 1] = 1e30, -1e30
     xy[0, 0, 1, 1], xy[0, 1, 2, 2] = float("nan"), float("inf")
@@ -117,7 +113,7 @@ def test_far_outside_reads_nothing_and_non_finite_coordinates_give_nan():
 
 @pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.float16, marks=VULKAN), torch.bfloat16])
 def test_low_precision_accumulates_in_float32(dtype):
-    fmap1, fmap2 = _randn((1, 70, 5, 6), 30, dtype), _randn((1, 70, 6, 7), 31, dtype)
+    fmap1, fmap2 = seeded((1, 70, 5, 6), 30, dtype), seeded((1, 70, 6, 7), 31, dtype)
     xy = _coords(1, 5, 6, 32, spread=3).to(dtype)
     out = corr_taichi.correlation_lookup(fmap1, fmap2, xy, 2)
     assert out.dtype == dtype
@@ -131,7 +127,7 @@ def test_low_precision_accumulates_in_float32(dtype):
 
 
 def test_channels_last_and_strided_inputs_give_the_same_values():
-    fmap1, fmap2 = _randn((2, 40, 6, 7), 40, torch.float32), _randn((2, 40, 8, 5), 41, torch.float32)
+    fmap1, fmap2 = seeded((2, 40, 6, 7), 40, torch.float32), seeded((2, 40, 8, 5), 41, torch.float32)
     xy = _coords(2, 6, 7, 42, spread=4).float()
     want = corr_taichi.correlation_lookup(fmap1, fmap2, xy, 2)
     last = [t.contiguous(memory_format=torch.channels_last) for t in (fmap1, fmap2)]
@@ -142,9 +138,9 @@ def test_channels_last_and_strided_inputs_give_the_same_values():
 
 
 def test_gradients_are_bitwise_deterministic():
-    fmap1, fmap2 = _randn((1, 37, 7, 9), 50, torch.float32), _randn((1, 37, 7, 9), 51, torch.float32)
+    fmap1, fmap2 = seeded((1, 37, 7, 9), 50, torch.float32), seeded((1, 37, 7, 9), 51, torch.float32)
     xy = _coords(1, 7, 9, 52, spread=3).float()
-    grad_out = _randn((1, 81, 7, 9), 53, torch.float32)
+    grad_out = seeded((1, 81, 7, 9), 53, torch.float32)
 
     def grads():
         a, b, c = (t.clone().requires_grad_() for t in (fmap1, fmap2, xy))
@@ -157,7 +153,7 @@ def test_gradients_are_bitwise_deterministic():
 
 
 def test_inputs_are_validated_and_not_modified():
-    fmap1, fmap2, xy = _randn((1, 4, 3, 5), 60), _randn((1, 4, 3, 5), 61), _coords(1, 3, 5, 62, spread=1)
+    fmap1, fmap2, xy = seeded((1, 4, 3, 5), 60), seeded((1, 4, 3, 5), 61), _coords(1, 3, 5, 62, spread=1)
     copies = [t.clone() for t in (fmap1, fmap2, xy)]
     lookup = corr_taichi.correlation_lookup
     with pytest.raises(ValueError, match="coords must have shape"):
@@ -188,7 +184,7 @@ def test_calls_beyond_32_bit_indexing_are_refused(monkeypatch):
     limit is lowered here: tensors past 2**31 elements do not fit a test machine."""
     import corr_taichi._lookup2d as lookup2d
 
-    fmap1, fmap2, xy = _randn((2, 16, 6, 7), 64), _randn((2, 16, 6, 7), 65), _coords(2, 6, 7, 66, spread=1)
+    fmap1, fmap2, xy = seeded((2, 16, 6, 7), 64), seeded((2, 16, 6, 7), 65), _coords(2, 6, 7, 66, spread=1)
     monkeypatch.setattr(lookup2d, "MAX_ELEMENTS", 2 * 6 * 7 * 100 - 1)  # the window weights of radius 4
     corr_taichi.correlation_lookup(fmap1, fmap2, xy, 3)
     with pytest.raises(ValueError, match="32-bit indexing.*split the batch"):
@@ -263,7 +259,7 @@ def _raft_output_double(block, coords):
                          [(1, 0, 5, 7), (2, 3, 9, 11), (4, 4, 17, 19), (3, 1, 12, 8),
                           pytest.param(2, 2, 10, 13, marks=VULKAN)])
 def test_corr_block_equals_raft_all_pairs_corr_block(levels, radius, H, W):
-    fmap1, fmap2 = _randn((2, 24, H, W), H, requires_grad=True), _randn((2, 24, H, W), W, requires_grad=True)
+    fmap1, fmap2 = seeded((2, 24, H, W), H, requires_grad=True), seeded((2, 24, H, W), W, requires_grad=True)
     xy = _coords(2, H, W, H + W, spread=6)  # RAFT's coordinates: not at integers, where grid_sample rounds
     xy.requires_grad_()
     want = _raft_output_double(RaftCorrBlock(fmap1, fmap2, levels, radius), xy)
@@ -274,7 +270,7 @@ def test_corr_block_equals_raft_all_pairs_corr_block(levels, radius, H, W):
     got64 = raft._lookup_pyramid(block.fmap1, block.pyramid, xy, radius, "test")
     assert _relative_error(got64, want) < 1e-10
     torch.testing.assert_close(got, want.float())
-    grad_out = _randn(want.shape, 7)
+    grad_out = seeded(want.shape, 7)
     for a, b in zip(torch.autograd.grad(got64, (fmap1, fmap2, xy), grad_out),
                     torch.autograd.grad(want, (fmap1, fmap2, xy), grad_out)):
         assert _relative_error(a, b) < 1e-9
@@ -324,7 +320,7 @@ class TorchvisionCorrBlockCode(torch.nn.Module):
 
 
 def test_torchvision_corr_block_adapter_equals_torchvision_code():
-    fmap1, fmap2 = _randn((1, 32, 16, 24), 70), _randn((1, 32, 16, 24), 71)
+    fmap1, fmap2 = seeded((1, 32, 16, 24), 70), seeded((1, 32, 16, 24), 71)
     xy = _coords(1, 16, 24, 72, spread=5)
     ours, theirs = raft.TorchvisionCorrBlock(num_levels=4, radius=3), TorchvisionCorrBlockCode(num_levels=4, radius=3)
     assert ours.out_channels == theirs.out_channels == 196
@@ -379,7 +375,7 @@ class AlternateCorrBlock:
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
 def test_alt_cuda_corr_drop_in_gives_raft_corr_block(dtype):
-    fmap1, fmap2 = _randn((1, 40, 16, 20), 80), _randn((1, 40, 16, 20), 81)
+    fmap1, fmap2 = seeded((1, 40, 16, 20), 80), seeded((1, 40, 16, 20), 81)
     xy = _coords(1, 16, 20, 82, spread=5)
     fmap1, fmap2, xy = (t.to(dtype) for t in (fmap1, fmap2, xy))  # RAFT's reference on the rounded inputs
     want = _raft_output_double(RaftCorrBlock(fmap1.double(), fmap2.double(), 4, 4), xy.double())
@@ -391,14 +387,14 @@ def test_alt_cuda_corr_drop_in_gives_raft_corr_block(dtype):
 
 @VULKAN
 def test_alt_cuda_corr_backward_gives_the_exact_gradients():
-    fmap1, fmap2 = _randn((2, 19, 6, 7), 90, requires_grad=True), _randn((2, 19, 8, 5), 91, requires_grad=True)
+    fmap1, fmap2 = seeded((2, 19, 6, 7), 90, requires_grad=True), seeded((2, 19, 8, 5), 91, requires_grad=True)
     coords = torch.stack([_coords(2, 6, 7, 92 + n, spread=4, integers=True) for n in range(3)], 1)  # N = 3
     coords = coords.permute(0, 1, 3, 4, 2).contiguous().requires_grad_()  # (B, N, H1, W1, 2)
     f1, f2 = fmap1.permute(0, 2, 3, 1), fmap2.permute(0, 2, 3, 1)
     (corr,) = alt_cuda_corr.forward(f1, f2, coords, 2)
     want = torch.stack([oracle.flow_lookup(fmap1, fmap2, coords[:, n].permute(0, 3, 1, 2), 2) for n in range(3)], 1)
     assert corr.shape == (2, 3, 25, 6, 7) and _relative_error(corr, want) < 1e-10
-    corr_grad = _randn(corr.shape, 95)
+    corr_grad = seeded(corr.shape, 95)
     got = alt_cuda_corr.backward(f1.detach(), f2.detach(), coords.detach(), corr_grad, 2)
     expected = torch.autograd.grad(want, (fmap1, fmap2, coords), corr_grad)
     expected = (expected[0].permute(0, 2, 3, 1), expected[1].permute(0, 2, 3, 1), expected[2])
@@ -456,25 +452,25 @@ def test_install_aliases_runs_alternate_corr_block_code(tmp_path):
 
 
 def test_gradcheck():
-    fmap1, fmap2 = _randn((1, 3, 3, 4), 100, requires_grad=True), _randn((1, 3, 4, 3), 101, requires_grad=True)
+    fmap1, fmap2 = seeded((1, 3, 3, 4), 100, requires_grad=True), seeded((1, 3, 4, 3), 101, requires_grad=True)
     xy = _coords(1, 3, 4, 102, spread=2).requires_grad_()
     assert torch.autograd.gradcheck(lambda a, b, c: corr_taichi.correlation_lookup(a, b, c, 1, "yx"),
                                     (fmap1, fmap2, xy))
 
 
 def test_opcheck_lookup():
-    fmap1, fmap2 = _randn((1, 5, 3, 4), 110, requires_grad=True), _randn((1, 5, 4, 5), 111, requires_grad=True)
+    fmap1, fmap2 = seeded((1, 5, 3, 4), 110, requires_grad=True), seeded((1, 5, 4, 5), 111, requires_grad=True)
     xy = _coords(1, 3, 4, 112, spread=2).requires_grad_()
     ops = torch.ops.corr_taichi
     torch.library.opcheck(ops.correlation_lookup.default, (fmap1, fmap2, xy, 2, True, 0.5))
-    grad = _randn((1, 25, 3, 4), 113)
+    grad = seeded((1, 25, 3, 4), 113)
     for need in ((True, True, True), (True, False, False), (False, True, False), (False, False, True)):
         args = (grad, fmap1.detach(), fmap2.detach(), xy.detach(), 2, False, 0.5, *need)
         torch.library.opcheck(ops.correlation_lookup_backward.default, args)
 
 
 def test_torch_compile_fullgraph():
-    fmap1, fmap2 = _randn((1, 16, 8, 8), 120, torch.float32), _randn((1, 16, 8, 8), 121, torch.float32)
+    fmap1, fmap2 = seeded((1, 16, 8, 8), 120, torch.float32), seeded((1, 16, 8, 8), 121, torch.float32)
     xy = _coords(1, 8, 8, 122, spread=3).float()
 
     def head(a, b, coords):
@@ -496,7 +492,7 @@ def test_onnx_export_runs_in_onnxruntime(tmp_path):
         def forward(self, fmap1, fmap2, coords):
             return raft.CorrBlock(fmap1, fmap2, num_levels=2, radius=3)(coords)
 
-    fmap1, fmap2 = _randn((1, 8, 8, 10), 130, torch.float32), _randn((1, 8, 8, 10), 131, torch.float32)
+    fmap1, fmap2 = seeded((1, 8, 8, 10), 130, torch.float32), seeded((1, 8, 8, 10), 131, torch.float32)
     xy = _coords(1, 8, 10, 132, spread=4, integers=True, far=True).float()
     model = Model()
     path = tmp_path / "raft_corr.onnx"

@@ -15,7 +15,7 @@ import corr_taichi
 from corr_taichi import _geometry, _gpu_kernels, _op, _row_path, reference
 from corr_taichi._runtime import current_arch_name
 
-from .conftest import randn
+from .cases import randn
 
 
 def _geometry_of(shape, **cfg):

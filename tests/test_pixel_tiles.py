@@ -13,7 +13,7 @@ from corr_taichi._geometry import Geometry
 from corr_taichi._runtime import current_arch_name
 from corr_taichi.reference import correlation_from_geometry
 
-from .conftest import randn
+from .cases import randn
 
 
 def _single_tap(height, width, patch, patch_dilation, first, origin=(0, 0), out=None, stride_h=1):

@@ -13,7 +13,7 @@ from corr_taichi import _geometry, _op, _row_path, reference
 from corr_taichi._runtime import current_arch_name
 
 from . import oracle
-from .conftest import randn
+from .cases import randn
 from .test_core import CONFIGS, FIXED
 
 pytestmark = pytest.mark.skipif(

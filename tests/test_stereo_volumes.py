@@ -16,11 +16,7 @@ from corr_taichi.compat import corr_sampler, gwcnet
 
 from . import oracle
 from .fresh import run
-
-
-def _randn(shape, seed, dtype=torch.float64, requires_grad=False):
-    t = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)).to(dtype)
-    return t.requires_grad_(requires_grad)
+from .cases import seeded
 
 
 def _coords(shape, seed, low, high):
@@ -72,13 +68,13 @@ GROUPWISE = [  # (shape, max_disp, groups, extra parameters)
 
 @pytest.mark.parametrize("shape,max_disp,groups,extra", GROUPWISE)
 def test_groupwise_matches_definition_and_gradients(shape, max_disp, groups, extra):
-    left, right = _randn(shape, 1, requires_grad=True), _randn(shape, 2, requires_grad=True)
+    left, right = seeded(shape, 1, requires_grad=True), seeded(shape, 2, requires_grad=True)
     got = corr_taichi.groupwise_correlation1d(left, right, max_disp, groups, **extra)
     expected = oracle.groupwise_correlation1d(left.detach().numpy(), right.detach().numpy(), max_disp, groups, **extra)
     assert tuple(got.shape) == expected.shape
     np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-10, atol=1e-12)
     # gradients: autograd through the per-group correlation1d definition, in float64
-    grad = _randn(got.shape, 3)
+    grad = seeded(got.shape, 3)
     per = shape[1] // groups
     want = torch.stack([corr_taichi.reference.correlation1d(left[:, g * per:(g + 1) * per],
                                                             right[:, g * per:(g + 1) * per], max_disp, **extra) / per
@@ -89,12 +85,12 @@ def test_groupwise_matches_definition_and_gradients(shape, max_disp, groups, ext
 
 @pytest.mark.parametrize("shape,maxdisp,groups", [((2, 12, 5, 9), 4, 3), ((1, 8, 4, 6), 9, 8), ((1, 6, 3, 13), 13, 1)])
 def test_gwcnet_drop_in_equals_gwcnet_code(shape, maxdisp, groups):
-    ref, target = _randn(shape, 4, requires_grad=True), _randn(shape, 5, requires_grad=True)
+    ref, target = seeded(shape, 4, requires_grad=True), seeded(shape, 5, requires_grad=True)
     got = gwcnet.build_gwc_volume(ref, target, maxdisp, groups)
     want = gwc_build_gwc_volume(ref, target, maxdisp, groups)
     assert got.shape == want.shape == (shape[0], groups, maxdisp, shape[2], shape[3])
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    grad = _randn(got.shape, 6)
+    grad = seeded(got.shape, 6)
     for a, b in zip(torch.autograd.grad(got, (ref, target), grad), torch.autograd.grad(want, (ref, target), grad)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(gwcnet.groupwise_correlation(ref, target, groups),
@@ -103,7 +99,7 @@ def test_gwcnet_drop_in_equals_gwcnet_code(shape, maxdisp, groups):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_groupwise_low_precision_accumulates_in_float32(dtype):
-    left, right = _randn((1, 64, 3, 17), 7, dtype), _randn((1, 64, 3, 17), 8, dtype)
+    left, right = seeded((1, 64, 3, 17), 7, dtype), seeded((1, 64, 3, 17), 8, dtype)
     got = corr_taichi.groupwise_correlation1d(left, right, 6, 4)
     assert got.dtype == dtype
     want = torch.from_numpy(oracle.groupwise_correlation1d(left.double().numpy(), right.double().numpy(), 6, 4))
@@ -226,13 +222,13 @@ LOOKUPS = [  # (B, C, H, W1, W2, radius)
 
 @pytest.mark.parametrize("B,C,H,W1,W2,radius", LOOKUPS)
 def test_lookups_match_definition(B, C, H, W1, W2, radius):
-    fmap1, fmap2 = _randn((B, C, H, W1), 10), _randn((B, C, H, W2), 11)
+    fmap1, fmap2 = seeded((B, C, H, W1), 10), seeded((B, C, H, W2), 11)
     coords = _coords((B, H, W1), 12, -radius - 2, W2 + radius + 2)
     scale = 1 / math.sqrt(C)
     expected = oracle.correlation_lookup1d(fmap1.numpy(), fmap2.numpy(), coords.numpy(), radius, scale)
     got = corr_taichi.correlation_lookup1d(fmap1, fmap2, coords, radius)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10, atol=1e-12)
-    volume = _randn((B, H, W1, W2), 13)
+    volume = seeded((B, H, W1, W2), 13)
     np.testing.assert_allclose(corr_taichi.volume_lookup1d(volume, coords, radius).numpy(),
                                oracle.volume_lookup1d(volume.numpy(), coords.numpy(), radius), rtol=1e-10, atol=1e-12)
 
@@ -253,13 +249,13 @@ def test_lookup_gradients_match_grid_sample(B, C, H, W1, W2, radius):
     on how its coordinate normalisation rounds (per offset, from the left or the right), so coordinate
     gradients are compared with it off integers, and at integers with the definition's (from the right)
     in :func:`test_coordinate_gradient_at_integers_is_the_one_from_the_right`."""
-    fmap1, fmap2 = _randn((B, C, H, W1), 20, requires_grad=True), _randn((B, C, H, W2), 21, requires_grad=True)
+    fmap1, fmap2 = seeded((B, C, H, W1), 20, requires_grad=True), seeded((B, C, H, W2), 21, requires_grad=True)
     coords = _coords((B, H, W1), 22, -radius - 2, W2 + radius + 2)
     coords[0, 0, :3] = torch.tensor([2.5, 2.0 + 1e-9, 3.0 - 1e-9])[: min(3, W1)]
     coords.requires_grad_()
     off_integers = coords.detach() != coords.detach().floor()
     scale = 1 / math.sqrt(C)
-    grad = _randn((B, 2 * radius + 1, H, W1), 23)
+    grad = seeded((B, 2 * radius + 1, H, W1), 23)
     volume = torch.einsum("bchx,bchy->bhxy", fmap1, fmap2) * scale
     want = torch.autograd.grad(_grid_sample_lookup(volume, coords, radius), (fmap1, fmap2, coords), grad)
     got = torch.autograd.grad(corr_taichi.correlation_lookup1d(fmap1, fmap2, coords, radius), (fmap1, fmap2, coords),
@@ -277,10 +273,10 @@ def test_lookup_gradients_match_grid_sample(B, C, H, W1, W2, radius):
 @pytest.mark.parametrize("radius", [0, 1, 3, 4])
 def test_coordinate_gradient_at_integers_is_the_one_from_the_right(radius):
     B, C, H, W1, W2 = 1, 7, 2, 9, 8
-    fmap1, fmap2 = _randn((B, C, H, W1), 24), _randn((B, C, H, W2), 25)
+    fmap1, fmap2 = seeded((B, C, H, W1), 24), seeded((B, C, H, W2), 25)
     coords = torch.arange(-radius - 3, W1 - radius - 3, dtype=torch.float64).expand(B, H, W1).clone()
     coords[0, 1] += torch.tensor([1e-12, -1e-12, 0.5, 0, 0, 1e-9, 0, -1e-9, 0], dtype=torch.float64)
-    grad = _randn((B, 2 * radius + 1, H, W1), 26)
+    grad = seeded((B, 2 * radius + 1, H, W1), 26)
     scale = 1 / math.sqrt(C)
     volume = torch.einsum("bchx,bchy->bhxy", fmap1, fmap2) * scale
     expected = oracle.volume_lookup1d_coords_grad(volume.numpy(), coords.numpy(), radius, grad.numpy())
@@ -295,7 +291,7 @@ def test_coordinate_gradient_at_integers_is_the_one_from_the_right(radius):
 @pytest.mark.parametrize("levels,radius,W", [(4, 4, 37), (2, 1, 9), (3, 3, 20)])
 def test_corr_block_1d_equals_raft_stereo(mode, levels, radius, W):
     B, C, H = 2, 12, 3
-    fmap1, fmap2 = _randn((B, C, H, W), 30, requires_grad=True), _randn((B, C, H, W), 31, requires_grad=True)
+    fmap1, fmap2 = seeded((B, C, H, W), 30, requires_grad=True), seeded((B, C, H, W), 31, requires_grad=True)
     x = _coords((B, 1, H, W), 32, -3, W + 3)
     x.view(-1)[1::11] = 1e3  # grid_sample's normalisation of 1e6 loses the precision compared here
     x.view(-1)[2::13] = -1e3
@@ -304,20 +300,20 @@ def test_corr_block_1d_equals_raft_stereo(mode, levels, radius, W):
     got = raft_stereo.CorrBlock1D(fmap1, fmap2, levels, radius, mode=mode)(coords)
     assert got.shape == want.shape == (B, levels * (2 * radius + 1), H, W) and got.dtype == want.dtype
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
-    grad = _randn(got.shape, 33)
+    grad = seeded(got.shape, 33)
     for a, b in zip(torch.autograd.grad(got, (fmap1, fmap2), grad), torch.autograd.grad(want, (fmap1, fmap2), grad)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
 def test_corr_sampler_drop_in_matches_its_kernel():
     B, H, W1, W2, r = 2, 3, 7, 10, 4
-    volume = _randn((B, H, W1, W2), 40)
+    volume = seeded((B, H, W1, W2), 40)
     coords = _coords((B, 2, H, W1), 41, -6, W2 + 6)
     coords.view(-1)[1::11] = 30.0
     corr, = corr_sampler.forward(volume, coords, r)
     np.testing.assert_allclose(corr.numpy(), raft_stereo_sampler_forward(volume.numpy(), coords.numpy(), r),
                                rtol=1e-12, atol=1e-12)
-    corr_grad = _randn(corr.shape, 42)
+    corr_grad = seeded(corr.shape, 42)
     volume_grad, = corr_sampler.backward(volume, coords, corr_grad, r)
     np.testing.assert_allclose(volume_grad.numpy(),
                                raft_stereo_sampler_backward(coords.numpy(), corr_grad.numpy(), r, W2),
@@ -328,14 +324,14 @@ def test_corr_sampler_drop_in_matches_its_kernel():
 def test_corr_sampler_half_precision(dtype):
     """Half volumes (RAFT-Stereo's mixed precision): computed in float32, returned in the volume's dtype."""
     B, H, W1, W2, r = 1, 4, 9, 12, 3
-    volume = _randn((B, H, W1, W2), 43, dtype)
+    volume = seeded((B, H, W1, W2), 43, dtype)
     coords = _coords((B, 1, H, W1), 44, -4, W2 + 4).float()
     corr, = corr_sampler.forward(volume, coords, r)
     assert corr.dtype == dtype
     exact = raft_stereo_sampler_forward(volume.double().numpy(), coords.double().numpy(), r)
     tolerance = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 1e-6}[dtype]
     np.testing.assert_allclose(corr.double().numpy(), exact, rtol=tolerance, atol=tolerance)
-    corr_grad = _randn(corr.shape, 45, dtype)
+    corr_grad = seeded(corr.shape, 45, dtype)
     volume_grad, = corr_sampler.backward(volume, coords, corr_grad, r)
     assert volume_grad.dtype == dtype
     exact = raft_stereo_sampler_backward(coords.double().numpy(), corr_grad.double().numpy(), r, W2)
@@ -343,7 +339,7 @@ def test_corr_sampler_half_precision(dtype):
 
 
 def test_lookup_half_inputs_accumulate_in_float32():
-    fmap1, fmap2 = _randn((1, 96, 2, 9), 50, torch.float16), _randn((1, 96, 2, 11), 51, torch.float16)
+    fmap1, fmap2 = seeded((1, 96, 2, 9), 50, torch.float16), seeded((1, 96, 2, 11), 51, torch.float16)
     coords = _coords((1, 2, 9), 52, -2, 12).float()
     got = corr_taichi.correlation_lookup1d(fmap1, fmap2, coords, 2)
     assert got.dtype == torch.float16
@@ -353,7 +349,7 @@ def test_lookup_half_inputs_accumulate_in_float32():
 
 
 def test_lookup_gradients_are_bitwise_deterministic():
-    fmap1, fmap2 = _randn((1, 33, 4, 30), 60, torch.float32, True), _randn((1, 33, 4, 30), 61, torch.float32, True)
+    fmap1, fmap2 = seeded((1, 33, 4, 30), 60, torch.float32, True), seeded((1, 33, 4, 30), 61, torch.float32, True)
     coords = _coords((1, 4, 30), 62, -2, 32).float().requires_grad_()
     runs = []
     for _ in range(3):
@@ -380,7 +376,7 @@ def test_lookup_inputs_are_validated():
 
 
 def test_inputs_are_not_modified():
-    fmap1, fmap2 = _randn((1, 5, 2, 6), 70, requires_grad=True), _randn((1, 5, 2, 7), 71, requires_grad=True)
+    fmap1, fmap2 = seeded((1, 5, 2, 6), 70, requires_grad=True), seeded((1, 5, 2, 7), 71, requires_grad=True)
     coords = _coords((1, 2, 6), 72, -1, 8).requires_grad_()
     before = [t.detach().clone() for t in (fmap1, fmap2, coords)]
     out = corr_taichi.correlation_lookup1d(fmap1, fmap2, coords, 2)
@@ -393,23 +389,23 @@ def test_inputs_are_not_modified():
 
 
 def test_opcheck_lookups():
-    fmap1, fmap2 = _randn((1, 5, 2, 6), 80, requires_grad=True), _randn((1, 5, 2, 7), 81, requires_grad=True)
+    fmap1, fmap2 = seeded((1, 5, 2, 6), 80, requires_grad=True), seeded((1, 5, 2, 7), 81, requires_grad=True)
     coords = _coords((1, 2, 6), 82, -2, 9).requires_grad_()
-    volume = _randn((1, 2, 6, 7), 83, requires_grad=True)
+    volume = seeded((1, 2, 6, 7), 83, requires_grad=True)
     ops = torch.ops.corr_taichi
     torch.library.opcheck(ops.correlation_lookup1d.default, (fmap1, fmap2, coords, 2, 0.5))
     torch.library.opcheck(ops.volume_lookup1d.default, (volume, coords, 1))
-    grad = _randn((1, 5, 2, 6), 84)
+    grad = seeded((1, 5, 2, 6), 84)
     for need in ((True, True, True), (True, False, False), (False, True, False), (False, False, True)):
         args = (grad, fmap1.detach(), fmap2.detach(), coords.detach(), 2, 0.5, *need)
         torch.library.opcheck(ops.correlation_lookup1d_backward.default, args)
-    grad = _randn((1, 3, 2, 6), 85)
+    grad = seeded((1, 3, 2, 6), 85)
     for need in ((True, True), (True, False), (False, True)):
         torch.library.opcheck(ops.volume_lookup1d_backward.default, (grad, volume.detach(), coords.detach(), 1, *need))
 
 
 def test_torch_compile_fullgraph_stereo_ops():
-    left, right = _randn((1, 8, 4, 9), 90, torch.float32), _randn((1, 8, 4, 9), 91, torch.float32)
+    left, right = seeded((1, 8, 4, 9), 90, torch.float32), seeded((1, 8, 4, 9), 91, torch.float32)
     coords = _coords((1, 4, 9), 92, -1, 10).float()
 
     def head(a, b, x):
@@ -434,7 +430,7 @@ def test_onnx_export_of_stereo_ops_runs_in_onnxruntime(tmp_path, mode):
             block = raft_stereo.CorrBlock1D(left, right, num_levels=2, radius=2, mode=mode)
             return volume.flatten(1, 2), block(coords)
 
-    left, right = _randn((1, 8, 3, 10), 93, torch.float32), _randn((1, 8, 3, 10), 94, torch.float32)
+    left, right = seeded((1, 8, 3, 10), 93, torch.float32), seeded((1, 8, 3, 10), 94, torch.float32)
     coords = _coords((1, 1, 3, 10), 95, -2, 12).float()
     coords.view(-1)[1::11] = 40.0
     model = Model()
