@@ -14,7 +14,7 @@ import time
 import torch
 
 import corr_taichi
-from corr_taichi import _row_path
+from corr_taichi._paths import force_paths
 from corr_taichi.bench import provenance
 
 CASES = {  # name -> (function of two inputs, input shape)
@@ -36,17 +36,16 @@ def main() -> None:
         times = {"row path": [], "channel vectors": []}
         outs = {}
         for path, forced in (("row path", True), ("channel vectors", False)):
-            _row_path.FORCED = forced
-            outs[path] = fn(a, b)
+            with force_paths(row_path=forced):
+                outs[path] = fn(a, b)
         grad = torch.randn_like(outs["row path"])
         for repeat in range(9):
             for path, forced in (("row path", True), ("channel vectors", False)):
-                _row_path.FORCED = forced
-                start = time.perf_counter()
-                torch.autograd.grad(outs[path], (a, b), grad, retain_graph=True)
-                if repeat >= 2:
-                    times[path].append((time.perf_counter() - start) * 1e3)
-        _row_path.FORCED = None
+                with force_paths(row_path=forced):
+                    start = time.perf_counter()
+                    torch.autograd.grad(outs[path], (a, b), grad, retain_graph=True)
+                    if repeat >= 2:
+                        times[path].append((time.perf_counter() - start) * 1e3)
         results[name] = {path: statistics.median(t) for path, t in times.items()}
         print(f"{name:<30} row path {results[name]['row path']:7.1f} ms   channel vectors "
               f"{results[name]['channel vectors']:7.1f} ms", file=sys.stderr)

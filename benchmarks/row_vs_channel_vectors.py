@@ -1,7 +1,7 @@
 """The CPU's two paths side by side: the row path (vectors along rows) and the channel-vector kernels.
 
 Run: ``python benchmarks/row_vs_channel_vectors.py`` (output in benchmarks/row-vs-channel-vectors.txt).
-Each configuration runs the public op with each path forced (``_row_path.FORCED``), both paths
+Each configuration runs the public op with each path forced (``corr_taichi._paths.force_paths``), both paths
 alternating within each repeat (this machine is shared and noisy); medians of 7 after 2 warm-ups,
 forward and backward (both input gradients, through autograd) in ms.  These figures set the rule in
 ``_row_path``: which channel counts and patch rows the row path takes, forward and backward.
@@ -13,7 +13,7 @@ import time
 import torch
 
 import corr_taichi
-from corr_taichi import _row_path
+from corr_taichi._paths import force_paths
 from corr_taichi.bench import CONFIGS
 
 CASES = {
@@ -51,14 +51,11 @@ def main() -> None:
         times = {(path, pass_): [] for path in (False, True) for pass_ in ("forward", "backward")}
         for k in range(9):
             for path in (False, True):
-                _row_path.FORCED = path
-                try:
+                with force_paths(row_path=path):
                     with torch.no_grad():
                         forward = clock(lambda: op(x1, x2, **params))
                     out = op(x1, x2, **params)
                     backward = clock(lambda: torch.autograd.grad(out, (x1, x2), grad))
-                finally:
-                    _row_path.FORCED = None
                 if k >= 2:
                     times[path, "forward"].append(forward)
                     times[path, "backward"].append(backward)

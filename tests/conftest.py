@@ -1,3 +1,4 @@
+import contextlib
 import random
 
 import pytest
@@ -20,3 +21,13 @@ def pytest_collection_modifyitems(config, items):
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if module in SLOW_MODULES or any(part in item.name for part in SLOW_NAMES):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def force_paths():
+    """``force_paths(row_path=..., gpu_simple=...)``: the op's one path override
+    (:func:`corr_taichi._paths.force_paths`), in force until the test ends."""
+    from corr_taichi import _paths
+
+    with contextlib.ExitStack() as stack:
+        yield lambda **kw: stack.enter_context(_paths.force_paths(**kw))

@@ -1,12 +1,13 @@
 """The benchmark tool runs end to end and reports what it measured (speed itself is never asserted)."""
 
 import json
+import threading
 import subprocess
 import sys
 
 import pytest
 
-from corr_taichi import _gpu_kernels, _op, bench
+from corr_taichi import _gpu_kernels, _op, _paths, bench
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -40,7 +41,7 @@ def test_simple_kernel_family_is_timed_with_the_tiled_kernels_off(tmp_path, monk
     correlation = bench.correlation
 
     def recording(*args, **kwargs):
-        seen.append(_gpu_kernels._simple_only)
+        seen.append(_paths.forced().gpu_simple)
         return correlation(*args, **kwargs)
 
     monkeypatch.setattr(bench, "correlation", recording)
@@ -53,25 +54,29 @@ def test_simple_kernel_family_is_timed_with_the_tiled_kernels_off(tmp_path, monk
     assert impls == ["corr_taichi_simple"] * 2 + ["corr_taichi"] * 2
     half = len(seen) // 2
     assert len(seen) == 2 * half and seen == [True] * half + [False] * half
-    assert not _gpu_kernels._simple_only
+    assert not _paths.forced().gpu_simple
 
 
 def _spy(kernel_for, seen):
     def spy(name, *args):
         if name != "forward":
-            seen.append(_gpu_kernels._simple_only)
+            seen.append(_paths.forced().gpu_simple)
         return kernel_for(name, *args)
     return spy
 
 
-def test_simple_kernels_only_restores_the_choice():
+def test_forcing_the_simple_gpu_kernels_restores_the_choice_and_stays_in_its_thread():
     g = bench.sampler_geometry(8, 40, patch_size=9)
     assert _gpu_kernels.tiled(g, 1, 16, 8, 40)
+    seen_elsewhere = []
     with pytest.raises(RuntimeError):
-        with _gpu_kernels.simple_kernels_only():
+        with _paths.force_paths(gpu_simple=True):
             assert not _gpu_kernels.tiled(g, 1, 16, 8, 40)
+            other = threading.Thread(target=lambda: seen_elsewhere.append(_gpu_kernels.tiled(g, 1, 16, 8, 40)))
+            other.start()
+            other.join()
             raise RuntimeError
-    assert _gpu_kernels.tiled(g, 1, 16, 8, 40)
+    assert _gpu_kernels.tiled(g, 1, 16, 8, 40) and seen_elsewhere == [True]
 
 
 def test_bench_pins_taichi_threads_on_request(tmp_path):

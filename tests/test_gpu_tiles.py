@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import corr_taichi
-from corr_taichi import _geometry, _gpu_kernels, _op, _row_path, reference
+from corr_taichi import _geometry, _gpu_kernels, _op, reference
 from corr_taichi._runtime import current_arch_name
 
 from .cases import randn
@@ -71,7 +71,7 @@ CASES = [
 
 @pytest.mark.parametrize("cfg,shape,variant", CASES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_tile_and_chunk_boundaries_match_reference(cfg, shape, variant, dtype, monkeypatch):
+def test_tile_and_chunk_boundaries_match_reference(force_paths, cfg, shape, variant, dtype, monkeypatch):
     ran = []
     kernel_for = _op._kernel_for
 
@@ -82,7 +82,7 @@ def test_tile_and_chunk_boundaries_match_reference(cfg, shape, variant, dtype, m
 
     monkeypatch.setattr(_op, "_kernel_for", spy)
     # on the CPU: its channel-vector kernels (tests/test_row_path.py has the rest)
-    monkeypatch.setattr(_row_path, "FORCED", False)
+    force_paths(row_path=False)
     seed = sum(shape) + len(str(cfg))
     x1 = randn(*shape, dtype=dtype, seed=seed).requires_grad_()
     x2 = randn(*shape, dtype=dtype, seed=seed + 1).requires_grad_()

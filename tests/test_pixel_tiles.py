@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from corr_taichi import _kernels, _op, _pixel_tile_kernels, _row_path
+from corr_taichi import _kernels, _op, _pixel_tile_kernels
 from corr_taichi._geometry import Geometry
 from corr_taichi._runtime import current_arch_name
 from corr_taichi.reference import correlation_from_geometry
@@ -36,7 +36,7 @@ CASES = [
 
 @pytest.mark.parametrize("channels,height,width,g", CASES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_tiled_kernels_match_reference(channels, height, width, g, dtype, monkeypatch):
+def test_tiled_kernels_match_reference(force_paths, channels, height, width, g, dtype, monkeypatch):
     ran = []
     kernel_for = _op._kernel_for
 
@@ -46,7 +46,7 @@ def test_tiled_kernels_match_reference(channels, height, width, g, dtype, monkey
         return kernel, layout
 
     monkeypatch.setattr(_op, "_kernel_for", spy)
-    monkeypatch.setattr(_row_path, "FORCED", False)
+    force_paths(row_path=False)
     shape = (2, channels, height, width)
     seed = channels + height + width
     x1 = randn(*shape, dtype=dtype, seed=seed).requires_grad_()

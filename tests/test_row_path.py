@@ -51,8 +51,8 @@ def _forward_and_grads(x1, x2, grad_seed, **cfg):
 
 @pytest.mark.parametrize("forced", [True, False], ids=["rows", "channel-vectors"])
 @pytest.mark.parametrize("cfg,shape", FIXED + CONFIGS)
-def test_each_cpu_path_matches_oracle_and_reference(cfg, shape, forced, monkeypatch, row_calls):
-    monkeypatch.setattr(_row_path, "FORCED", forced)
+def test_each_cpu_path_matches_oracle_and_reference(force_paths, cfg, shape, forced, row_calls):
+    force_paths(row_path=forced)
     seed = sum(shape) + len(str(cfg))
     x1 = randn(*shape, seed=seed, requires_grad=True)
     x2 = randn(*shape, seed=seed + 1, requires_grad=True)
@@ -92,8 +92,8 @@ ROW_CASES = [
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("cfg,shape", ROW_CASES)
-def test_row_path_boundaries(cfg, shape, dtype, monkeypatch, row_calls):
-    monkeypatch.setattr(_row_path, "FORCED", True)
+def test_row_path_boundaries(force_paths, cfg, shape, dtype, monkeypatch, row_calls):
+    force_paths(row_path=True)
     x1 = randn(*shape, dtype=dtype, seed=3, requires_grad=True)
     x2 = randn(*shape, dtype=dtype, seed=4, requires_grad=True)
     out, grad_out, grads = _forward_and_grads(x1, x2, 5, **cfg)
@@ -110,10 +110,10 @@ def test_row_path_boundaries(cfg, shape, dtype, monkeypatch, row_calls):
 
 @pytest.mark.parametrize("layout", ["channels_last", "strided view", "expanded"])
 @pytest.mark.parametrize("cfg,shape", ROW_CASES[:3])
-def test_row_path_takes_any_strides(cfg, shape, layout, monkeypatch, row_calls):
+def test_row_path_takes_any_strides(force_paths, cfg, shape, layout, monkeypatch, row_calls):
     """Channels-last inputs, views with gaps between columns and stride-0 channels give the same result as
     contiguous inputs (the padded copies are made from any layout)."""
-    monkeypatch.setattr(_row_path, "FORCED", True)
+    force_paths(row_path=True)
     x1, x2 = randn(*shape, seed=6), randn(*shape, seed=7)
     if layout == "channels_last":
         v1, v2 = (x.contiguous(memory_format=torch.channels_last) for x in (x1, x2))
@@ -174,10 +174,10 @@ def test_pixel_major_output_gradient(shape, by_kernel, dtype, monkeypatch):
     (dict(kernel_size=3, patch_size=5, stride=2, padding=1), (1, 17, 6, 16)),
     (dict(patch_size=5, dilation_patch=2), (2, 9, 4, 12)),  # planes, not rows, of whole vectors
 ])
-def test_channel_vectors_on_planes_of_whole_vectors(cfg, shape, monkeypatch, row_calls):
+def test_channel_vectors_on_planes_of_whole_vectors(force_paths, cfg, shape, monkeypatch, row_calls):
     """End to end on the channel-vector kernels with inputs (and output gradients) laid out by the Taichi
     transpose above."""
-    monkeypatch.setattr(_row_path, "FORCED", False)
+    force_paths(row_path=False)
     x1 = randn(*shape, seed=21, requires_grad=True)
     x2 = randn(*shape, seed=22, requires_grad=True)
     out, grad_out, grads = _forward_and_grads(x1, x2, 23, **cfg)
@@ -202,10 +202,10 @@ def _misaligned(x: torch.Tensor, memory_format=torch.contiguous_format) -> torch
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("forced", [True, False], ids=["rows", "channel-vectors"])
-def test_views_that_start_inside_a_vector(forced, layout, dtype, monkeypatch):
+def test_views_that_start_inside_a_vector(force_paths, forced, layout, dtype, monkeypatch):
     """Inputs and output gradient that start inside a vector: the kernels' vector loads assume whole-vector
     alignment (a misaligned view once crashed the process), so such tensors are copied first."""
-    monkeypatch.setattr(_row_path, "FORCED", forced)
+    force_paths(row_path=forced)
     cfg, shape = dict(patch_size=5), (2, 16, 5, 32)  # rows and channels of whole vectors: read in place
     x1, x2 = randn(*shape, dtype=dtype, seed=11), randn(*shape, dtype=dtype, seed=12)
     v1, v2 = (_misaligned(x, layout).requires_grad_() for x in (x1, x2))
@@ -221,10 +221,10 @@ def test_views_that_start_inside_a_vector(forced, layout, dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_row_path_half_precision(dtype, monkeypatch, row_calls):
+def test_row_path_half_precision(force_paths, dtype, monkeypatch, row_calls):
     """Half inputs are padded into float32 copies, accumulated in float32, and give gradients of
     their own dtype."""
-    monkeypatch.setattr(_row_path, "FORCED", True)
+    force_paths(row_path=True)
     cfg, shape = ROW_CASES[0]
     x1, x2 = (randn(*shape, dtype=torch.float32, seed=s).to(dtype).requires_grad_() for s in (14, 15))
     out, grad_out, grads = _forward_and_grads(x1, x2, 16, **cfg)
@@ -250,10 +250,10 @@ STEREO_CASES = [
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("cfg,shape", STEREO_CASES)
-def test_row_path_right_to_left(cfg, shape, dtype, monkeypatch, row_calls):
+def test_row_path_right_to_left(force_paths, cfg, shape, dtype, monkeypatch, row_calls):
     """``correlation1d`` (patch dilation -1 along the row) on the row path, against the loop oracle and
     the reference's gradients."""
-    monkeypatch.setattr(_row_path, "FORCED", True)
+    force_paths(row_path=True)
     x1 = randn(*shape, dtype=dtype, seed=11, requires_grad=True)
     x2 = randn(*shape, dtype=dtype, seed=12, requires_grad=True)
     out = corr_taichi.correlation1d(x1, x2, **cfg)
@@ -270,10 +270,10 @@ def test_row_path_right_to_left(cfg, shape, dtype, monkeypatch, row_calls):
     assert row_calls == ["forward", "backward"]
 
 
-def test_row_path_with_partners_right_of_the_output(monkeypatch, row_calls):
+def test_row_path_with_partners_right_of_the_output(force_paths, monkeypatch, row_calls):
     """A geometry whose first partner column lies right of the output column (no public API makes one
     with stride-1 rows, but the layout handles it): input2 is then read from a later whole vector."""
-    monkeypatch.setattr(_row_path, "FORCED", True)
+    force_paths(row_path=True)
     g = _geometry.Geometry(kernel_h=1, kernel_w=1, dilation_h=1, dilation_w=1, stride_h=1, stride_w=1,
                            origin_h=1, origin_w=3, patch_h=3, patch_w=5, patch_dilation_h=2, patch_dilation_w=1,
                            first_h=-2, first_w=18, out_h=5, out_w=21)
@@ -353,8 +353,8 @@ def test_shifted_copy(shift, lo, hi, columns, channels, width, dtype):
     assert torch.equal(out, want)
 
 
-def test_forced_channel_vectors_never_take_the_row_path(monkeypatch):
-    monkeypatch.setattr(_row_path, "FORCED", False)
+def test_forced_channel_vectors_never_take_the_row_path(force_paths, monkeypatch):
+    force_paths(row_path=False)
     g = _geometry.sampler_geometry(96, 128, patch_size=9)
     assert _op._row_geometry(g, (4, 32, 96, 128)) is None
     assert _op._row_geometry(g, (4, 32, 96, 128), backward=True) is None

@@ -20,8 +20,8 @@ only: a barrier is reached by
 every thread of a block or by none, and every branch around one depends on the block, not the thread.
 """
 
-import contextlib
 
+from . import _paths
 from ._geometry import Geometry
 from ._kernels import GeometryStruct, _flat, _output_index
 from ._runtime import locked, ti
@@ -56,21 +56,6 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
-_simple_only = False
-
-
-@contextlib.contextmanager
-def simple_kernels_only():
-    """Within this context every GPU call takes the simple kernels: how the benchmark times the two
-    families side by side.  Not thread-safe; not for use in a model."""
-    global _simple_only
-    previous, _simple_only = _simple_only, True
-    try:
-        yield
-    finally:
-        _simple_only = previous
-
-
 def tiled(g: Geometry, batch: int, channels: int, height: int, width: int) -> bool:
     """Whether the tiled kernels take this call: a single kernel tap, a tile's displaced band (forward:
     output columns at ``stride_w``; gradients: input columns) within :data:`BAND` columns, images and
@@ -82,7 +67,7 @@ def tiled(g: Geometry, batch: int, channels: int, height: int, width: int) -> bo
                        * FWD_BLOCK)
     grad_threads = batch * height * _ceil(width, TILE_W) * _ceil(channels, GRAD_CHANNELS) * GRAD_BLOCK
     big_enough = min(width, g.out_w) >= MIN_COLUMNS and channels >= MIN_CHANNELS
-    return (not _simple_only and g.kernel_h == 1 and g.kernel_w == 1 and fits and big_enough
+    return (not _paths.forced().gpu_simple and g.kernel_h == 1 and g.kernel_w == 1 and fits and big_enough
             and max(forward_threads, grad_threads) < 2**31)
 
 

@@ -19,7 +19,7 @@ import functools
 import torch
 from torch import Tensor
 
-from . import _kernels, _row_kernels
+from . import _kernels, _paths, _row_kernels
 from ._geometry import Geometry
 from ._layouts import _transposed
 from ._runtime import TAICHI_DTYPES, struct
@@ -31,8 +31,6 @@ LANES = _kernels.LANES
 #: channel-vector kernels are as fast or faster (``benchmarks/row_vs_channel_vectors.py``).
 MAX_CHANNELS = 256
 MAX_CHANNELS_BACKWARD = 128
-#: ``True`` or ``False`` overrides the rule above (tests run each geometry on both CPU paths).
-FORCED: bool | None = None
 
 
 def _vectors(columns: int) -> int:
@@ -49,11 +47,12 @@ def _padded_channels(channels: int, g: Geometry) -> int:
 def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backward: bool = False) -> bool:
     """Whether the row path computes this single-tap geometry (the forward, or the backward) on inputs
     of this shape."""
-    if (g.kernel_h, g.kernel_w, g.stride_w) != (1, 1, 1) or abs(g.patch_dilation_w) != 1 or FORCED is False:
+    forced = _paths.forced().row_path  # tests run each geometry on both CPU paths
+    if (g.kernel_h, g.kernel_w, g.stride_w) != (1, 1, 1) or abs(g.patch_dilation_w) != 1 or forced is False:
         return False
-    if FORCED is None and channels > MAX_CHANNELS:
+    if forced is None and channels > MAX_CHANNELS:
         return False
-    if FORCED is None and backward and (channels > MAX_CHANNELS_BACKWARD or g.patch_w == 1):
+    if forced is None and backward and (channels > MAX_CHANNELS_BACKWARD or g.patch_w == 1):
         return False
     layout = RowLayout.of(g)
     row = max(layout.out_vectors, _vectors(width)) * LANES

@@ -27,8 +27,9 @@ from typing import Callable
 
 import torch
 
-from . import _bench_stereo, _gpu_kernels, reference
+from . import _bench_stereo, reference
 from ._geometry import correlation1d_geometry, sampler_geometry
+from ._paths import force_paths
 from ._progress import progress_bar
 from ._provenance import provenance
 from ._runtime import init
@@ -70,7 +71,7 @@ def implementations(one_d: bool = False) -> dict[str, Callable | None]:
 def _kernel_family(impl: str):
     """``corr_taichi_simple`` is this layer restricted to its simple GPU kernels (the same as
     ``corr_taichi`` on the CPU backend), to compare them with the tiled ones on a GPU."""
-    return _gpu_kernels.simple_kernels_only() if impl == "corr_taichi_simple" else contextlib.nullcontext()
+    return force_paths(gpu_simple=True) if impl == "corr_taichi_simple" else contextlib.nullcontext()
 
 
 @dataclasses.dataclass
