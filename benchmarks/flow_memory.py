@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 
+import torch
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
+from corr_taichi._bench_stereo import peak_mib  # noqa: E402
 from corr_taichi._provenance import provenance  # noqa: E402
 
 CONFIG = "raft-1080p"
@@ -44,22 +46,12 @@ RUNS = [  # (implementation, mode, allocator)
 ]
 
 
-def peak(impl: str, mode: str, allocator: str) -> float:
-    env = dict(os.environ)
-    if allocator == "mmap":
-        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
-    result = subprocess.run([sys.executable, "-m", "corr_taichi._bench_stereo", CONFIG, impl, "float32", mode],
-                            capture_output=True, text=True, env=env, timeout=3600)
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr[-2000:])
-    return float(result.stdout.split()[-1])
-
-
 def main() -> None:
     runs = []
     for impl, mode, allocator in RUNS:
         start = time.perf_counter()
-        mib = peak(impl, mode, allocator)
+        env = {"MALLOC_MMAP_THRESHOLD_": "65536"} if allocator == "mmap" else {}
+        mib = peak_mib(CONFIG, impl, torch.device("cpu"), torch.float32, mode == "held", env)
         runs.append({"impl": impl, "mode": mode, "allocator": allocator, "peak_mib": round(mib, 1)})
         print(f"{impl:<16} {mode:<8} {allocator:<8} {mib:>9.1f} MiB  ({time.perf_counter() - start:.0f} s)", flush=True)
     table = {(r["impl"], r["mode"], r["allocator"]): r["peak_mib"] for r in runs}

@@ -48,8 +48,11 @@ def _load(name: str) -> tuple[dict, dict]:
 def _source(name: str, data: dict) -> str:
     prov = data.get("provenance", {})
     command = prov.get("command", "the command is not recorded in this file")
-    commit = prov.get("commit", "not recorded")[:12]
-    return (f"`benchmarks/{name}`: `{command}` (commit {commit}; {data['title']})")
+    return f"`benchmarks/{name}`: `{command}` (commit {_commit(prov)}; {data['title']})"
+
+
+def _commit(prov: dict) -> str:
+    return (prov.get("commit") or "not recorded")[:12]
 
 
 def _ms(t: dict | None) -> str:
@@ -96,7 +99,7 @@ def demo_table() -> list[str]:
         lines.append(f"| {name} | {r['epe']:.2f} | {time} | {first} |")
     prov = data["provenance"]
     return lines + ["", f"Source: `benchmarks/demo-results.json`: `{prov['command']}` (commit "
-                        f"{(prov['commit'] or 'not recorded')[:12]}; {prov['cpus']} CPUs, torch {prov['torch']})"]
+                        f"{_commit(prov)}; {prov['cpus']} CPUs, torch {prov['torch']})"]
 
 
 def blocks() -> dict[str, str]:

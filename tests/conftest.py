@@ -3,6 +3,8 @@ import random
 
 import pytest
 
+from corr_taichi import _paths
+
 
 @pytest.fixture
 def rng():
@@ -27,7 +29,5 @@ def pytest_collection_modifyitems(config, items):
 def force_paths():
     """``force_paths(row_path=..., gpu_simple=...)``: the op's one path override
     (:func:`corr_taichi._paths.force_paths`), in force until the test ends."""
-    from corr_taichi import _paths
-
     with contextlib.ExitStack() as stack:
         yield lambda **kw: stack.enter_context(_paths.force_paths(**kw))

@@ -92,7 +92,7 @@ ROW_CASES = [
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("cfg,shape", ROW_CASES)
-def test_row_path_boundaries(force_paths, cfg, shape, dtype, monkeypatch, row_calls):
+def test_row_path_boundaries(force_paths, cfg, shape, dtype, row_calls):
     force_paths(row_path=True)
     x1 = randn(*shape, dtype=dtype, seed=3, requires_grad=True)
     x2 = randn(*shape, dtype=dtype, seed=4, requires_grad=True)
@@ -110,7 +110,7 @@ def test_row_path_boundaries(force_paths, cfg, shape, dtype, monkeypatch, row_ca
 
 @pytest.mark.parametrize("layout", ["channels_last", "strided view", "expanded"])
 @pytest.mark.parametrize("cfg,shape", ROW_CASES[:3])
-def test_row_path_takes_any_strides(force_paths, cfg, shape, layout, monkeypatch, row_calls):
+def test_row_path_takes_any_strides(force_paths, cfg, shape, layout, row_calls):
     """Channels-last inputs, views with gaps between columns and stride-0 channels give the same result as
     contiguous inputs (the padded copies are made from any layout)."""
     force_paths(row_path=True)
@@ -174,7 +174,7 @@ def test_pixel_major_output_gradient(shape, by_kernel, dtype, monkeypatch):
     (dict(kernel_size=3, patch_size=5, stride=2, padding=1), (1, 17, 6, 16)),
     (dict(patch_size=5, dilation_patch=2), (2, 9, 4, 12)),  # planes, not rows, of whole vectors
 ])
-def test_channel_vectors_on_planes_of_whole_vectors(force_paths, cfg, shape, monkeypatch, row_calls):
+def test_channel_vectors_on_planes_of_whole_vectors(force_paths, cfg, shape, row_calls):
     """End to end on the channel-vector kernels with inputs (and output gradients) laid out by the Taichi
     transpose above."""
     force_paths(row_path=False)
@@ -202,7 +202,7 @@ def _misaligned(x: torch.Tensor, memory_format=torch.contiguous_format) -> torch
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("forced", [True, False], ids=["rows", "channel-vectors"])
-def test_views_that_start_inside_a_vector(force_paths, forced, layout, dtype, monkeypatch):
+def test_views_that_start_inside_a_vector(force_paths, forced, layout, dtype):
     """Inputs and output gradient that start inside a vector: the kernels' vector loads assume whole-vector
     alignment (a misaligned view once crashed the process), so such tensors are copied first."""
     force_paths(row_path=forced)
@@ -221,7 +221,7 @@ def test_views_that_start_inside_a_vector(force_paths, forced, layout, dtype, mo
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_row_path_half_precision(force_paths, dtype, monkeypatch, row_calls):
+def test_row_path_half_precision(force_paths, dtype, row_calls):
     """Half inputs are padded into float32 copies, accumulated in float32, and give gradients of
     their own dtype."""
     force_paths(row_path=True)
@@ -250,7 +250,7 @@ STEREO_CASES = [
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("cfg,shape", STEREO_CASES)
-def test_row_path_right_to_left(force_paths, cfg, shape, dtype, monkeypatch, row_calls):
+def test_row_path_right_to_left(force_paths, cfg, shape, dtype, row_calls):
     """``correlation1d`` (patch dilation -1 along the row) on the row path, against the loop oracle and
     the reference's gradients."""
     force_paths(row_path=True)
@@ -270,7 +270,7 @@ def test_row_path_right_to_left(force_paths, cfg, shape, dtype, monkeypatch, row
     assert row_calls == ["forward", "backward"]
 
 
-def test_row_path_with_partners_right_of_the_output(force_paths, monkeypatch, row_calls):
+def test_row_path_with_partners_right_of_the_output(force_paths, row_calls):
     """A geometry whose first partner column lies right of the output column (no public API makes one
     with stride-1 rows, but the layout handles it): input2 is then read from a later whole vector."""
     force_paths(row_path=True)
@@ -353,7 +353,7 @@ def test_shifted_copy(shift, lo, hi, columns, channels, width, dtype):
     assert torch.equal(out, want)
 
 
-def test_forced_channel_vectors_never_take_the_row_path(force_paths, monkeypatch):
+def test_forced_channel_vectors_never_take_the_row_path(force_paths):
     force_paths(row_path=False)
     g = _geometry.sampler_geometry(96, 128, patch_size=9)
     assert _op._row_geometry(g, (4, 32, 96, 128)) is None

@@ -313,7 +313,7 @@ def _peak_in_this_process(name: str, impl: str, device, dtype, hold: bool | None
     a, b, coords_list = inputs(kind, shape, device, dtype)
     if not hold:
         gen = torch.Generator().manual_seed(2)
-        reduce = torch.randn(outs[0].shape[:2] + shape[2:], generator=gen, dtype=dtype).mul
+        weight = torch.randn(outs[0].shape[:2] + shape[2:], generator=gen, dtype=dtype)
     del outs
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
@@ -323,17 +323,19 @@ def _peak_in_this_process(name: str, impl: str, device, dtype, hold: bool | None
         outs = fn(a, b, params, coords_list)
         torch.autograd.grad(outs, (a, b), [torch.ones_like(o) for o in outs])
     else:
-        outs = fn(a, b, params, coords_list, lambda out: reduce(out).sum())
+        outs = fn(a, b, params, coords_list, lambda out: (out * weight).sum())
         torch.autograd.grad(outs, (a, b))
     return _resident("VmHWM") - base
 
 
-def peak_mib(name: str, impl: str, device, dtype) -> float | None:
-    """:func:`_peak_in_this_process` in a fresh interpreter (CPU, Linux); None elsewhere."""
+def peak_mib(name: str, impl: str, device, dtype, hold: bool | None = None, env: dict | None = None) -> float | None:
+    """:func:`_peak_in_this_process` in a fresh interpreter (CPU, Linux) with ``env`` added to its
+    environment; None elsewhere."""
     if device.type != "cpu" or not os.path.exists("/proc/self/clear_refs"):
         return None
-    result = subprocess.run([sys.executable, "-m", "corr_taichi._bench_stereo", name, impl, str(dtype).split(".")[-1]],
-                            capture_output=True, text=True, timeout=1800)
+    mode = [] if hold is None else ["held" if hold else "reduced"]
+    result = subprocess.run([sys.executable, "-m", "corr_taichi._bench_stereo", name, impl, str(dtype).split(".")[-1],
+                             *mode], capture_output=True, text=True, timeout=1800, env={**os.environ, **(env or {})})
     if result.returncode != 0:
         raise RuntimeError(f"peak memory of {name}/{impl} failed:\n{result.stderr[-2000:]}")
     return float(result.stdout.split()[-1])

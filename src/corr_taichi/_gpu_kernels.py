@@ -20,7 +20,6 @@ only: a barrier is reached by
 every thread of a block or by none, and every branch around one depends on the block, not the thread.
 """
 
-
 from . import _paths
 from ._geometry import Geometry
 from ._kernels import GeometryStruct, _flat, _output_index

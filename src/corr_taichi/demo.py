@@ -435,19 +435,19 @@ def main(argv: list[str] | None = None) -> int:
               f"{first:>12}")
     print(f"\nOptical flow: astronaut ({w}x{h}) warped by a smooth known flow (max {np.abs(flow_true).max():.1f} px)")
     (search_first, search_warm), (refine_first, refine_warm) = timings["search"], timings["refine"]
+    flow = {"search": {"epe": epe_search, "time": search_warm, "first": search_first},
+            "refinement": {"epe": epe, "time": search_warm + refine_warm, "first": search_first + refine_first},
+            "zero flow": {"epe": epe_zero}}
     print(f"{'method':<36} {'EPE px':>7} {'time s':>7} {'first call s':>12}")
-    print(f"{'corr_taichi search (correlation)':<36} {epe_search:>7.2f} {search_warm:>7.2f} {search_first:>12.2f}")
-    print(f"{'+ refinement (correlation_lookup)':<36} {epe:>7.2f} {search_warm + refine_warm:>7.2f} "
-          f"{search_first + refine_first:>12.2f}")
+    for name, r in zip(("corr_taichi search (correlation)", "+ refinement (correlation_lookup)"),
+                       (flow["search"], flow["refinement"])):
+        print(f"{name:<36} {r['epe']:>7.2f} {r['time']:>7.2f} {r['first']:>12.2f}")
     print(f"{'zero flow (baseline)':<36} {epe_zero:>7.2f} {'-':>7} {'-':>12}")
     print("\n'time s' is a second, warm call; 'first call s' the process's first, which starts Taichi and "
           "compiles the kernels (or reads them from Taichi's offline cache).")
     print("\nPictures: " + ", ".join(paths))
     ours = rows["corr_taichi (correlation1d)"]
     if args.json:
-        flow = {"search": {"epe": epe_search, "time": search_warm, "first": search_first},
-                "refinement": {"epe": epe, "time": search_warm + refine_warm, "first": search_first + refine_first},
-                "zero flow": {"epe": epe_zero}}
         with open(args.json, "w") as f:
             json.dump({"provenance": provenance("python -m corr_taichi.demo"), "stereo": rows, "flow": flow}, f,
                       indent=2)
