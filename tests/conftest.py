@@ -3,8 +3,6 @@ import random
 
 import pytest
 
-from corr_taichi import _paths
-
 
 @pytest.fixture
 def rng():
@@ -29,5 +27,7 @@ def pytest_collection_modifyitems(config, items):
 def force_paths():
     """``force_paths(row_path=..., gpu_simple=...)``: the op's one path override
     (:func:`corr_taichi._paths.force_paths`), in force until the test ends."""
+    from corr_taichi import _paths  # here, not at the top: pytest-xdist's controller would import Taichi
+
     with contextlib.ExitStack() as stack:
         yield lambda **kw: stack.enter_context(_paths.force_paths(**kw))
