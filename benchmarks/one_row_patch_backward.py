@@ -2,7 +2,7 @@
 channel-vector kernels, both forced, alternating within each repeat; medians of 7 after 2 warm-ups, ms.
 
 Run: ``python benchmarks/one_row_patch_backward.py`` (output in benchmarks/one-row-patch-backward.json).
-It sets the rule in ``_row_path.takes`` that the row path's backward takes one-row patches (and
+It sets the rule in ``_dispatch.plan`` that the row path's backward takes one-row patches (and
 leaves one-column patches to the channel-vector kernels).
 """
 
@@ -14,7 +14,7 @@ import time
 import torch
 
 import corr_taichi
-from corr_taichi._paths import force_paths
+from corr_taichi._dispatch import force_paths
 from corr_taichi.bench import provenance
 
 CASES = {  # name -> (function of two inputs, input shape)

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from corr_taichi import _op, _row_path
+from corr_taichi import _dispatch, _op, _row_path
 from corr_taichi._geometry import sampler_geometry
 from corr_taichi._runtime import ensure_runtime, ti
 from corr_taichi.bench import CONFIGS
@@ -31,7 +31,7 @@ def kernel_launch(name: str):
     B, C, H, W = shape
     g = sampler_geometry(H, W, **params)
     x1, x2 = torch.randn(shape), torch.randn(shape)
-    if _op._row_geometry(g, shape) is not None:
+    if _dispatch.plan(g, shape, "x64").path == "row":
         layout = _row_path.RowLayout.of(g)
         a, b = layout.padded_input1(x1, g, torch.float32), layout.whole_vector_input2(x2, torch.float32)
         out = torch.empty(g.output_shape(B)[:-1] + (layout.out_vectors * 16,))
@@ -42,7 +42,7 @@ def kernel_launch(name: str):
     a, b = _op._cpu_layout(x1), _op._cpu_layout(x2)
     out = torch.empty(g.output_shape(B))
     struct = _op._launch_struct(g)
-    kernel, _ = _op._kernel_for("forward", g, a, True)
+    (kernel, _), _, _ = _op._cpu_kernels(g, shape)
     return lambda: kernel(a, b, out.view(-1), struct, 1.0, ti.f32), x2
 
 

@@ -1,10 +1,10 @@
 """The CPU's two paths side by side: the row path (vectors along rows) and the channel-vector kernels.
 
 Run: ``python benchmarks/row_vs_channel_vectors.py`` (output in benchmarks/row-vs-channel-vectors.txt).
-Each configuration runs the public op with each path forced (``corr_taichi._paths.force_paths``), both paths
+Each configuration runs the public op with each path forced (``corr_taichi._dispatch.force_paths``), both paths
 alternating within each repeat (this machine is shared and noisy); medians of 7 after 2 warm-ups,
 forward and backward (both input gradients, through autograd) in ms.  These figures set the rule in
-``_row_path``: which channel counts and patch rows the row path takes, forward and backward.
+``_dispatch`` (``ROW_MAX_CHANNELS``...): which channel counts and patch rows the row path takes, forward and backward.
 """
 
 import statistics
@@ -13,7 +13,7 @@ import time
 import torch
 
 import corr_taichi
-from corr_taichi._paths import force_paths
+from corr_taichi._dispatch import force_paths
 from corr_taichi.bench import CONFIGS
 
 CASES = {

@@ -60,8 +60,7 @@ def child(scalarize: bool) -> None:
     grad_out = torch.randn(batch * g.out_h * g.out_w * _kernels.pixel_major_row(g.patch_h * g.patch_w))
     grad = torch.empty_like(x1)
     launch = _op._launch_struct(g)
-    (forward, _), (grad1_kernel, chunks), (grad2_kernel, _) = (
-        _op._kernel_for(name, g, x1, True) for name in ("forward", "grad_input1", "grad_input2"))
+    (forward, _), (grad1_kernel, chunks), (grad2_kernel, _) = _op._cpu_kernels(g, shape)
     forward(x1, x2, out.view(-1), launch, 1.0, ti.f32)
     widths = collections.Counter()
     for name in os.listdir(workdir):

@@ -32,7 +32,7 @@ import time
 import torch
 
 import corr_taichi
-from corr_taichi import _op, _row_path
+from corr_taichi import _dispatch, _op, _row_path
 from corr_taichi._geometry import sampler_geometry
 from corr_taichi._runtime import ensure_runtime, ti
 from corr_taichi.bench import CONFIGS
@@ -56,8 +56,7 @@ def steps(name: str) -> dict:
     pixel_major = _op._pixel_major(grad_out.view(B, -1, g.out_h * g.out_w))
     grad = torch.empty_like(a)
     launch = _op._launch_struct(g)
-    (forward, _), (grad1_kernel, chunks), (grad2_kernel, _) = (
-        _op._kernel_for(name, g, a, True) for name in ("forward", "grad_input1", "grad_input2"))
+    (forward, _), (grad1_kernel, chunks), (grad2_kernel, _) = _op._cpu_kernels(g, shape)
     n1, n2 = (x.detach().requires_grad_() for x in (x1, x2))
     l1, l2 = (x.detach().requires_grad_() for x in (c1, c2))
     out_n, out_l = corr_taichi.correlation(n1, n2, **params), corr_taichi.correlation(l1, l2, **params)
@@ -76,7 +75,7 @@ def steps(name: str) -> dict:
 
 def row_steps(g, x1, x2, grad_out) -> dict:
     """The row path's steps, where the op takes it."""
-    if _op._row_geometry(g, x1.shape) is None:
+    if _dispatch.plan(g, x1.shape, "x64").path != "row":
         return {}
     B, C, H, W = x1.shape
     layout = _row_path.RowLayout.of(g)

@@ -14,17 +14,10 @@ import time
 import torch
 
 import corr_taichi
-from corr_taichi import _op
+from corr_taichi import _dispatch
 
-CHOICE = _op._product_geometry
-
-
-def window_sums(g, height, width, *_):  # the window-sum form wherever it applies, forward and backward
-    return CHOICE(g, height, width)
-
-
-def direct(g, height, width, *_):  # never take the window-sum form
-    return None
+CHOICE = _dispatch.WINDOW_SUMS_FROM
+WINDOW_SUMS, DIRECT = 0.0, float("inf")  # thresholds that always and never take the window-sum form
 
 
 def run(a, b, cfg):
@@ -47,12 +40,12 @@ def main() -> None:
     for cfg in CONFIGS:
         times = {"window sums": [], "direct": []}
         for k in range(12):
-            for name, choice in (("window sums", window_sums), ("direct", direct)):
-                _op._product_geometry = choice
+            for name, choice in (("window sums", WINDOW_SUMS), ("direct", DIRECT)):
+                _dispatch.WINDOW_SUMS_FROM = choice
                 result = run(a, b, cfg)
                 if k >= 2:
                     times[name].append(result)
-        _op._product_geometry = CHOICE
+        _dispatch.WINDOW_SUMS_FROM = CHOICE
         print(f"kernel {cfg['kernel_size']}, stride {cfg['stride']}:")
         for name, runs in times.items():
             forward = 1e3 * statistics.median(r[0] for r in runs)

@@ -26,8 +26,17 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def force_paths():
     """``force_paths(row_path=..., gpu_simple=...)``: the op's one path override
-    (:func:`corr_taichi._paths.force_paths`), in force until the test ends."""
-    from corr_taichi import _paths  # here, not at the top: pytest-xdist's controller would import Taichi
+    (:func:`corr_taichi._dispatch.force_paths`), in force until the test ends."""
+    from corr_taichi import _dispatch  # here, not at the top: pytest-xdist's controller would import Taichi
 
     with contextlib.ExitStack() as stack:
-        yield lambda **kw: stack.enter_context(_paths.force_paths(**kw))
+        yield lambda **kw: stack.enter_context(_dispatch.force_paths(**kw))
+
+
+@pytest.fixture
+def op_plans():
+    """The plans the op ran during the test, in order (:func:`corr_taichi._dispatch.recorded_plans`)."""
+    from corr_taichi import _dispatch  # here, not at the top: see force_paths
+
+    with _dispatch.recorded_plans() as plans:
+        yield plans

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from corr_taichi import _gpu_kernels, _op, _paths, bench
+from corr_taichi import _dispatch, bench
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -34,49 +34,39 @@ def test_bench_refuses_an_empty_run():
         bench.main(["--configs"])
 
 
-def test_simple_kernel_family_is_timed_with_the_tiled_kernels_off(tmp_path, monkeypatch):
+def test_simple_kernel_family_is_timed_with_the_tiled_kernels_off(tmp_path, op_plans):
     """``corr_taichi_simple`` runs every call (forward and backward) with the tiled GPU kernels off, and
     only those calls."""
-    seen = []  # at each forward call and each backward kernel choice: were the tiled kernels off?
-    correlation = bench.correlation
-
-    def recording(*args, **kwargs):
-        seen.append(_paths.forced().gpu_simple)
-        return correlation(*args, **kwargs)
-
-    monkeypatch.setattr(bench, "correlation", recording)
-    monkeypatch.setattr(_op, "_kernel_for", _spy(_op._kernel_for, seen))
     path = tmp_path / "timings.json"
     argv = ["--configs", "--shape", "1,3,5,6", "--params", '{"patch_size": 3}', "--impl", "corr_taichi_simple",
             "corr_taichi", "--warmup", "1", "--repeats", "1", "--json", str(path)]
     assert bench.main(argv) == 0
     impls = [t["impl"] for t in json.loads(path.read_text())["timings"]]
     assert impls == ["corr_taichi_simple"] * 2 + ["corr_taichi"] * 2
+    seen = [p.forced.gpu_simple for p in op_plans]  # at each call the op ran: were the tiled kernels off?
     half = len(seen) // 2
-    assert len(seen) == 2 * half and seen == [True] * half + [False] * half
-    assert not _paths.forced().gpu_simple
-
-
-def _spy(kernel_for, seen):
-    def spy(name, *args):
-        if name != "forward":
-            seen.append(_paths.forced().gpu_simple)
-        return kernel_for(name, *args)
-    return spy
+    assert half and len(seen) == 2 * half and seen == [True] * half + [False] * half
+    for impl_plans in (op_plans[:half], op_plans[half:]):  # each implementation's forward and backward calls
+        assert {p.backward for p in impl_plans} == {False, True}
+    assert not _dispatch.forced().gpu_simple
 
 
 def test_forcing_the_simple_gpu_kernels_restores_the_choice_and_stays_in_its_thread():
     g = bench.sampler_geometry(8, 40, patch_size=9)
-    assert _gpu_kernels.tiled(g, 1, 16, 8, 40)
+
+    def tiled():
+        return _dispatch.plan(g, (1, 16, 8, 40), "cuda").path == "gpu_tiled"
+
+    assert tiled()
     seen_elsewhere = []
     with pytest.raises(RuntimeError):
-        with _paths.force_paths(gpu_simple=True):
-            assert not _gpu_kernels.tiled(g, 1, 16, 8, 40)
-            other = threading.Thread(target=lambda: seen_elsewhere.append(_gpu_kernels.tiled(g, 1, 16, 8, 40)))
+        with _dispatch.force_paths(gpu_simple=True):
+            assert not tiled()
+            other = threading.Thread(target=lambda: seen_elsewhere.append(tiled()))
             other.start()
             other.join()
             raise RuntimeError
-    assert _gpu_kernels.tiled(g, 1, 16, 8, 40) and seen_elsewhere == [True]
+    assert tiled() and seen_elsewhere == [True]
 
 
 def test_bench_pins_taichi_threads_on_request(tmp_path):

@@ -12,16 +12,18 @@ import pytest
 import torch
 
 import corr_taichi
-from corr_taichi import _geometry, _gpu_kernels, _op, reference
+from corr_taichi import _dispatch, _geometry, _gpu_kernels, reference
 from corr_taichi._runtime import current_arch_name
 
 from .cases import randn
 
 
-def _geometry_of(shape, **cfg):
-    """The single-call geometry the op runs for ``correlation(..., **cfg)`` on inputs of ``shape``."""
+def _tiled(shape, **cfg):
+    """Whether a GPU backend runs ``correlation(..., **cfg)`` on inputs of ``shape`` on the tiled kernels."""
     g = _geometry.sampler_geometry(shape[2], shape[3], **cfg)
-    return _op._product_geometry(g, shape[2], shape[3]) or g
+    paths = {_dispatch.plan(g, shape, "vulkan", backward).path for backward in (False, True)}
+    assert len(paths) == 1  # the forward and the backward take the same kernel family
+    return paths == {"gpu_tiled"}
 
 
 @pytest.mark.parametrize("cfg,expected", [
@@ -36,7 +38,7 @@ def _geometry_of(shape, **cfg):
 ])
 def test_which_calls_take_the_tiled_kernels(cfg, expected):
     shape = (2, 64, 48, 64)
-    assert _gpu_kernels.tiled(_geometry_of(shape, **cfg), *shape) is expected
+    assert _tiled(shape, **cfg) is expected
 
 
 @pytest.mark.parametrize("shape,expected", [
@@ -45,15 +47,15 @@ def test_which_calls_take_the_tiled_kernels(cfg, expected):
     ((1, 8, 5, 15), False),  # too few columns
 ])
 def test_small_calls_take_the_simple_kernels(shape, expected):
-    assert _gpu_kernels.tiled(_geometry_of(shape, patch_size=9), *shape) is expected
+    assert _tiled(shape, patch_size=9) is expected
 
 
 def test_band_limit_is_exact():
     """The widest patch dilation the band holds is taken, one more is not."""
     shape = (1, 8, 16, 40)
     widest = (_gpu_kernels.BAND - _gpu_kernels.TILE_W) // (_gpu_kernels.PATCH_CHUNK - 1)
-    assert _gpu_kernels.tiled(_geometry_of(shape, patch_size=3, dilation_patch=widest), *shape)
-    assert not _gpu_kernels.tiled(_geometry_of(shape, patch_size=3, dilation_patch=widest + 1), *shape)
+    assert _tiled(shape, patch_size=3, dilation_patch=widest)
+    assert not _tiled(shape, patch_size=3, dilation_patch=widest + 1)
 
 
 CASES = [
@@ -71,16 +73,7 @@ CASES = [
 
 @pytest.mark.parametrize("cfg,shape,variant", CASES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_tile_and_chunk_boundaries_match_reference(force_paths, cfg, shape, variant, dtype, monkeypatch):
-    ran = []
-    kernel_for = _op._kernel_for
-
-    def spy(name, g, partner, cpu_kernels):
-        kernel, layout = kernel_for(name, g, partner, cpu_kernels)
-        ran.append(kernel.__name__)
-        return kernel, layout
-
-    monkeypatch.setattr(_op, "_kernel_for", spy)
+def test_tile_and_chunk_boundaries_match_reference(force_paths, op_plans, cfg, shape, variant, dtype):
     # on the CPU: its channel-vector kernels (tests/test_row_path.py has the rest)
     force_paths(row_path=False)
     seed = sum(shape) + len(str(cfg))
@@ -98,10 +91,11 @@ def test_tile_and_chunk_boundaries_match_reference(force_paths, cfg, shape, vari
     torch.testing.assert_close(grad1.double(), expected1, **tol)
     torch.testing.assert_close(grad2.double(), expected2, **tol)
 
+    ran = [p.path for p in op_plans]
     if current_arch_name() in ("x64", "arm64"):
-        assert ran == ["forward", "grad_input1", "grad_input2"]
+        assert len(ran) == 2 and "row" not in ran
     else:
-        assert ran == [f"forward_{variant}", f"grad_input1_{variant}", f"grad_input2_{variant}"]
+        assert ran == [f"gpu_{variant}"] * 2
 
 
 def _random_call(seed: int):

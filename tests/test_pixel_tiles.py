@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from corr_taichi import _kernels, _op, _pixel_tile_kernels
+from corr_taichi import _dispatch, _kernels, _op, _pixel_tile_kernels
 from corr_taichi._geometry import Geometry
 from corr_taichi._runtime import current_arch_name
 from corr_taichi.reference import correlation_from_geometry
@@ -36,16 +36,7 @@ CASES = [
 
 @pytest.mark.parametrize("channels,height,width,g", CASES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_tiled_kernels_match_reference(force_paths, channels, height, width, g, dtype, monkeypatch):
-    ran = []
-    kernel_for = _op._kernel_for
-
-    def spy(name, geometry, partner, cpu_kernels):
-        kernel, layout = kernel_for(name, geometry, partner, cpu_kernels)
-        ran.append(kernel)
-        return kernel, layout
-
-    monkeypatch.setattr(_op, "_kernel_for", spy)
+def test_tiled_kernels_match_reference(force_paths, op_plans, channels, height, width, g, dtype):
     force_paths(row_path=False)
     shape = (2, channels, height, width)
     seed = channels + height + width
@@ -65,16 +56,15 @@ def test_tiled_kernels_match_reference(force_paths, channels, height, width, g, 
 
     if current_arch_name() not in ("x64", "arm64"):
         return  # a GPU backend: its own kernels ran
-    vectors, pixels = _pixel_tile_kernels.tile_shape(-(-channels // _kernels.LANES))
-    tiled = _pixel_tile_kernels.gradient_kernels(_op._TAICHI[dtype], vectors, pixels)
-    forward = (_pixel_tile_kernels.forward_kernel(_op._TAICHI[dtype]) if g.patch_dilation_w > 0
-               else _kernels.correlation_kernels(_op._TAICHI[dtype]).forward)
-    assert ran == [forward, tiled.grad_input1, tiled.grad_input2]
+    vectors, pixels = _dispatch.pixel_tile_shape(-(-channels // _kernels.LANES))
+    forward, backward = op_plans
+    assert forward.path == ("pixel_tiles" if g.patch_dilation_w > 0 else "channel_vectors")
+    assert (backward.path, backward.vectors, backward.pixels) == ("pixel_tiles", vectors, pixels)
 
 
 def test_tile_shapes():
     """Chunks of 4, 2 or 1 channel vectors (the largest dividing the count), 4 or 8 pixels per tile."""
-    assert [_pixel_tile_kernels.tile_shape(groups) for groups in (1, 2, 3, 4, 6, 8, 16)] == [
+    assert [_dispatch.pixel_tile_shape(groups) for groups in (1, 2, 3, 4, 6, 8, 16)] == [
         (1, 8), (2, 8), (1, 8), (4, 4), (2, 8), (4, 4), (4, 4)]
 
 

@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import corr_taichi
-from corr_taichi import _kernels, _pixel_tile_kernels, _row_kernels, reference
+from corr_taichi import _dispatch, _kernels, _pixel_tile_kernels, _row_kernels, reference
+from corr_taichi._geometry import sampler_geometry
 from corr_taichi._runtime import ti
 
 
@@ -44,7 +45,7 @@ def _compiled_instances():
             kernels += [gradients.grad_input1, gradients.grad_input2]
         kernels.append(_pixel_tile_kernels.forward_kernel(dtype))
         for vectors in (1, 2, 4):  # the pixel-tiled gradients, per chunk (which sets the tile)
-            tiled = _pixel_tile_kernels.gradient_kernels(dtype, *_pixel_tile_kernels.tile_shape(vectors))
+            tiled = _pixel_tile_kernels.gradient_kernels(dtype, *_dispatch.pixel_tile_shape(vectors))
             kernels += [tiled.grad_input1, tiled.grad_input2]
         rows = _row_kernels.row_kernels(dtype)
         kernels += [rows.forward, rows.grad_input1, rows.grad_input2]
@@ -137,15 +138,12 @@ SPLIT_CASES = [
 
 @pytest.mark.parametrize("shape,cfg,limit", SPLIT_CASES)
 def test_calls_split_below_the_index_limit_match_the_reference(monkeypatch, shape, cfg, limit):
-    from corr_taichi import _op
-    from corr_taichi._geometry import sampler_geometry
-
     a, b = _pair(7, shape, torch.float64, requires_grad=True)
     expected = reference.correlation(a, b, **cfg)
     want = torch.autograd.grad(expected, (a, b), torch.ones_like(expected))
-    monkeypatch.setattr(_op, "MAX_ELEMENTS", limit)
+    monkeypatch.setattr(_dispatch, "MAX_ELEMENTS", limit)
     geometry = sampler_geometry(shape[2], shape[3], **cfg)
-    assert len(_op._pieces(geometry, *shape)) > 1
+    assert len(_dispatch.pieces_of(geometry, *shape)) > 1
     out = corr_taichi.correlation(a, b, **cfg)
     got = torch.autograd.grad(out, (a, b), torch.ones_like(out))
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
@@ -154,9 +152,7 @@ def test_calls_split_below_the_index_limit_match_the_reference(monkeypatch, shap
 
 
 def test_split_refuses_what_cannot_be_split(monkeypatch):
-    from corr_taichi import _op
-
-    monkeypatch.setattr(_op, "MAX_ELEMENTS", 100)
+    monkeypatch.setattr(_dispatch, "MAX_ELEMENTS", 100)
     a, b = _pair(0, (1, 2, 8, 8))  # one image holds 128 elements
     with pytest.raises(NotImplementedError, match="2\\*\\*31"):
         corr_taichi.correlation(a, b, patch_size=3)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import corr_taichi
-from corr_taichi import _geometry, _op, _row_path, reference
+from corr_taichi import _dispatch, _geometry, _op, _row_path, reference
 from corr_taichi._runtime import current_arch_name
 
 from . import oracle
@@ -22,25 +22,19 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def row_calls(monkeypatch):
-    """Which passes ran on the row path, in order."""
-    calls = []
-    for name in ("forward", "backward"):
-        real = getattr(_row_path, name)
+def row_calls(op_plans):
+    """``row_calls()``: which passes of the test's op calls ran on the row path, in order."""
+    return lambda: ["backward" if p.backward else "forward" for p in op_plans if p.path == "row"]
 
-        def spy(*args, _real=real, _name=name, **kwargs):
-            calls.append(_name)
-            return _real(*args, **kwargs)
 
-        monkeypatch.setattr(_row_path, name, spy)
-    return calls
+def _takes_rows(g, shape, backward=False):
+    return _dispatch.plan(g, shape, "x64", backward).path == "row"
 
 
 def _row_passes(cfg, shape):
     """The passes that the row path should take for this call."""
     g = _geometry.sampler_geometry(shape[2], shape[3], **cfg)
-    return [name for name, backward in (("forward", False), ("backward", True))
-            if _op._row_geometry(g, shape, backward=backward) is not None]
+    return [name for name, backward in (("forward", False), ("backward", True)) if _takes_rows(g, shape, backward)]
 
 
 def _forward_and_grads(x1, x2, grad_seed, **cfg):
@@ -62,8 +56,8 @@ def test_each_cpu_path_matches_oracle_and_reference(force_paths, cfg, shape, for
     expected = torch.autograd.grad(reference.correlation(x1, x2, **cfg), (x1, x2), grad_out)
     for got, want in zip(grads, expected):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    assert row_calls == _row_passes(cfg, shape)
-    assert not row_calls or forced
+    assert row_calls() == _row_passes(cfg, shape)
+    assert not row_calls() or forced
 
 
 ROW_CASES = [
@@ -97,7 +91,7 @@ def test_row_path_boundaries(force_paths, cfg, shape, dtype, row_calls):
     x1 = randn(*shape, dtype=dtype, seed=3, requires_grad=True)
     x2 = randn(*shape, dtype=dtype, seed=4, requires_grad=True)
     out, grad_out, grads = _forward_and_grads(x1, x2, 5, **cfg)
-    assert row_calls == _row_passes(cfg, shape) and "forward" in row_calls
+    assert row_calls() == _row_passes(cfg, shape) and "forward" in row_calls()
     r1, r2 = (x.detach().double().requires_grad_() for x in (x1, x2))
     expected = reference.correlation(r1, r2, **cfg)
     expected_grads = torch.autograd.grad(expected, (r1, r2), grad_out.double())
@@ -130,7 +124,7 @@ def test_row_path_takes_any_strides(force_paths, cfg, shape, layout, row_calls):
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-11)
     for got, want in zip(grads, torch.autograd.grad(expected, (r1, r2), grad_out)):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-11)
-    assert row_calls == ["forward", "backward"]
+    assert row_calls() == ["forward", "backward"]
 
 
 def _spied_copy(name: str, dtype: torch.dtype, monkeypatch) -> list:
@@ -185,7 +179,7 @@ def test_channel_vectors_on_planes_of_whole_vectors(force_paths, cfg, shape, row
                                rtol=1e-12, atol=1e-12)
     for got, want in zip(grads, torch.autograd.grad(reference.correlation(x1, x2, **cfg), (x1, x2), grad_out)):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    assert row_calls == []
+    assert row_calls() == []
 
 
 def _misaligned(x: torch.Tensor, memory_format=torch.contiguous_format) -> torch.Tensor:
@@ -228,7 +222,7 @@ def test_row_path_half_precision(force_paths, dtype, row_calls):
     cfg, shape = ROW_CASES[0]
     x1, x2 = (randn(*shape, dtype=torch.float32, seed=s).to(dtype).requires_grad_() for s in (14, 15))
     out, grad_out, grads = _forward_and_grads(x1, x2, 16, **cfg)
-    assert row_calls == ["forward", "backward"] and out.dtype == dtype
+    assert row_calls() == ["forward", "backward"] and out.dtype == dtype
     r1, r2 = (x.detach().double().requires_grad_() for x in (x1, x2))
     expected = reference.correlation(r1, r2, **cfg)
     unit = 2.0**-11 if dtype == torch.float16 else 2.0**-8
@@ -257,7 +251,7 @@ def test_row_path_right_to_left(force_paths, cfg, shape, dtype, row_calls):
     x1 = randn(*shape, dtype=dtype, seed=11, requires_grad=True)
     x2 = randn(*shape, dtype=dtype, seed=12, requires_grad=True)
     out = corr_taichi.correlation1d(x1, x2, **cfg)
-    assert row_calls == ["forward"]
+    assert row_calls() == ["forward"]
     tol = dict(rtol=1e-12, atol=1e-11) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
     expected = oracle.correlation1d(x1.detach().double().numpy(), x2.detach().double().numpy(), **cfg)
     np.testing.assert_allclose(out.detach().double().numpy(), expected, **tol)
@@ -267,7 +261,7 @@ def test_row_path_right_to_left(force_paths, cfg, shape, dtype, row_calls):
     want = torch.autograd.grad(reference.correlation1d(r1, r2, **cfg), (r1, r2), grad_out.double())
     for got, w in zip(grads, want):
         torch.testing.assert_close(got.double(), w, **tol)
-    assert row_calls == ["forward", "backward"]
+    assert row_calls() == ["forward", "backward"]
 
 
 def test_row_path_with_partners_right_of_the_output(force_paths, row_calls):
@@ -287,7 +281,7 @@ def test_row_path_with_partners_right_of_the_output(force_paths, row_calls):
     want = torch.autograd.grad(expected, (x1, x2), grad_out)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    assert row_calls == ["forward", "backward"]
+    assert row_calls() == ["forward", "backward"]
 
 
 @pytest.mark.parametrize("shape,cfg,forward,backward", [
@@ -307,8 +301,8 @@ def test_row_path_with_partners_right_of_the_output(force_paths, row_calls):
 ])
 def test_which_calls_take_the_row_path(shape, cfg, forward, backward):
     g = _geometry.sampler_geometry(shape[2], shape[3], **cfg)
-    assert (_op._row_geometry(g, shape) is not None) is forward
-    assert (_op._row_geometry(g, shape, backward=True) is not None) is backward
+    assert _takes_rows(g, shape) is forward
+    assert _takes_rows(g, shape, backward=True) is backward
 
 
 def test_row_layout_padding_is_zero_outside_the_image():
@@ -356,8 +350,8 @@ def test_shifted_copy(shift, lo, hi, columns, channels, width, dtype):
 def test_forced_channel_vectors_never_take_the_row_path(force_paths):
     force_paths(row_path=False)
     g = _geometry.sampler_geometry(96, 128, patch_size=9)
-    assert _op._row_geometry(g, (4, 32, 96, 128)) is None
-    assert _op._row_geometry(g, (4, 32, 96, 128), backward=True) is None
+    assert not _takes_rows(g, (4, 32, 96, 128))
+    assert not _takes_rows(g, (4, 32, 96, 128), backward=True)
 
 
 @pytest.mark.parametrize("channels,cfg", [(32, dict(patch_size=9)), (32, dict(kernel_size=3, patch_size=5)),

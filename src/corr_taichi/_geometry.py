@@ -20,6 +20,11 @@ IntPair = Union[int, Tuple[int, int]]
 #: an input size large enough for any parameter set, to validate parameters before inputs exist.
 ANY_SIZE = 1 << 20
 
+def ceil_div(a: int, b: int) -> int:
+    """``a / b`` rounded up (``b > 0``)."""
+    return -(-a // b)
+
+
 #: dtypes the op accepts.  float16 and bfloat16 are computed (and accumulated) in float32.
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 

@@ -12,7 +12,7 @@ Two families, the same arithmetic:
   walks every displacement that reads them): no atomics, deterministic.
 * **Simple** (any geometry): one thread per output or gradient element, reading global memory.  Used
   where a tile does not fit (several kernel taps at a stride, very wide patch dilations) and for calls
-  too small to fill one (see :func:`tiled`).
+  too small to fill one (:func:`._dispatch.plan` chooses).
 
 Taichi exposes block shared memory and barriers on CUDA and on its SPIR-V backends, so the same code
 serves CUDA and Vulkan (tested on lavapipe in CI; Metal and OpenGL are untested).  The loops launch whole blocks
@@ -20,10 +20,9 @@ only: a barrier is reached by
 every thread of a block or by none, and every branch around one depends on the block, not the thread.
 """
 
-from . import _paths
-from ._geometry import Geometry
+from ._geometry import Geometry, ceil_div
 from ._kernels import GeometryStruct, _flat, _output_index
-from ._runtime import locked, ti
+from ._runtime import MAX_ELEMENTS, locked, ti
 
 #: columns of one tile (one warp wide, so that a warp's loads are coalesced).
 TILE_W = 32
@@ -38,9 +37,6 @@ FWD_CHANNELS = 16
 #: gradients: threads along the channels per column, and channels per thread.
 GRAD_THREADS_C, GRAD_PER_THREAD = 8, 4
 GRAD_CHANNELS = GRAD_THREADS_C * GRAD_PER_THREAD
-#: smaller calls take the simple kernels: too little of a tile would hold data (a tile is
-#: ``TILE_W`` columns by 16-32 channels) for the shared-memory round trips to pay.
-MIN_COLUMNS, MIN_CHANNELS = TILE_W // 2, 8
 #: threads of one block.
 FWD_BLOCK, GRAD_BLOCK = TILE_W * FWD_THREADS_P, TILE_W * GRAD_THREADS_C
 
@@ -51,23 +47,17 @@ assert (PATCH_CHUNK * TILE_W) % GRAD_BLOCK == 0 and (GRAD_CHANNELS * BAND) % GRA
 assert FWD_THREADS_P * FWD_PER_THREAD == PATCH_CHUNK
 
 
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def tiled(g: Geometry, batch: int, channels: int, height: int, width: int) -> bool:
-    """Whether the tiled kernels take this call: a single kernel tap, a tile's displaced band (forward:
-    output columns at ``stride_w``; gradients: input columns) within :data:`BAND` columns, images and
-    channels that fill a tile reasonably (:data:`MIN_COLUMNS`, :data:`MIN_CHANNELS`), and launches
-    that Taichi's 32-bit loop index can count."""
+def computes(g: Geometry, batch: int, channels: int, height: int, width: int) -> bool:
+    """Whether the tiled kernels can compute this call: a single kernel tap, a tile's displaced band
+    (forward: output columns at ``stride_w``; gradients: input columns) within :data:`BAND` columns, and
+    launches that Taichi's 32-bit loop index can count (whether they are worth it is
+    :func:`._dispatch.plan`'s decision)."""
     reach = (PATCH_CHUNK - 1) * g.patch_dilation_w
     fits = g.patch_dilation_w >= 1 and (TILE_W - 1) * g.stride_w + reach < BAND and TILE_W - 1 + reach < BAND
-    forward_threads = (batch * g.patch_h * g.out_h * _ceil(g.out_w, TILE_W) * _ceil(g.patch_w, PATCH_CHUNK)
+    forward_threads = (batch * g.patch_h * g.out_h * ceil_div(g.out_w, TILE_W) * ceil_div(g.patch_w, PATCH_CHUNK)
                        * FWD_BLOCK)
-    grad_threads = batch * height * _ceil(width, TILE_W) * _ceil(channels, GRAD_CHANNELS) * GRAD_BLOCK
-    big_enough = min(width, g.out_w) >= MIN_COLUMNS and channels >= MIN_CHANNELS
-    return (not _paths.forced().gpu_simple and g.kernel_h == 1 and g.kernel_w == 1 and fits and big_enough
-            and max(forward_threads, grad_threads) < 2**31)
+    grad_threads = batch * height * ceil_div(width, TILE_W) * ceil_div(channels, GRAD_CHANNELS) * GRAD_BLOCK
+    return g.kernel_h == 1 and g.kernel_w == 1 and fits and max(forward_threads, grad_threads) <= MAX_ELEMENTS
 
 
 @ti.func

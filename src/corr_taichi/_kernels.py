@@ -46,7 +46,7 @@ LANES = 16
 #: displacement tile sizes, largest first; an interval is covered by the largest tiles that fit.
 TILES = (8, 4, 1)
 #: the most channel vectors of one gradient pixel that the backward kernels accumulate in registers at
-#: a time (a chunk; :func:`chunk_vectors`).
+#: a time (a chunk; :func:`._dispatch.chunk_vectors`).
 GROUPS = 16
 #: ``grad_input2`` sweeps a row in passes of this many patch rows when a pass still has at least
 #: ``MIN_PASS_WORK`` vector multiply-adds per pixel (measured when FlowNetC ran on these kernels: it
@@ -366,15 +366,6 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                     out[b, u, j, k] = columns[j, :]
 
     return SimpleNamespace(forward=forward, transpose=transpose)
-
-
-def chunk_vectors(groups: int) -> int:
-    """Channel vectors per chunk for a pixel of ``groups`` channel vectors: the largest power of two up to
-    ``GROUPS`` that divides ``groups``."""
-    vectors = GROUPS
-    while groups % vectors:
-        vectors //= 2
-    return vectors
 
 
 @functools.cache

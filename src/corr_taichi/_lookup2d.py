@@ -16,8 +16,8 @@ from . import _lookup2d_kernels
 from ._lookup1d import _gradient, _reference_grads, _taichi, _vectors
 from ._kernels import LANES
 from ._layouts import _COMPUTE, _channel_vectors
-from ._op import MAX_ELEMENTS, _launch
-from ._runtime import usable
+from ._op import _launch
+from ._runtime import MAX_ELEMENTS, usable
 from .reference import correlation_lookup
 
 #: a coordinate is moved here when it is not finite (so that no kernel turns it into an index); the

@@ -40,14 +40,6 @@ def takes_forward(g) -> bool:
     return takes(g) and g.patch_dilation_w > 0
 
 
-def tile_shape(groups: int) -> tuple[int, int]:
-    """``(vectors, pixels)`` of the gradient kernels for pixels of ``groups`` channel vectors: chunks of 4,
-    2 or 1 vectors (the largest that divides ``groups``), and tiles of 4 pixels with 4-vector chunks, 8
-    with smaller ones (measured: FlowNetC, PWC-Net level 2 and 48- and 160-channel shapes)."""
-    vectors = 4 if groups % 4 == 0 else 2 if groups % 2 == 0 else 1
-    return vectors, 4 if vectors == 4 else 8
-
-
 @ti.func
 def _forward_tile(x1: ti.template(), x2: ti.template(), b, y1, y2, x0, c0, step, P: ti.template(), T: ti.template(),
                   acc_t: ti.template()):
@@ -201,7 +193,7 @@ def _chunks(grad_out: ti.template(), partner: ti.template(), target: ti.template
 @functools.cache
 def gradient_kernels(dtype, vectors: int, pixels: int) -> SimpleNamespace:
     """The gradient kernels (geometries of :func:`takes`) for inputs of Taichi scalar type ``dtype`` read
-    in chunks of ``vectors`` channel vectors, ``pixels`` target pixels per tile (:func:`tile_shape`);
+    in chunks of ``vectors`` channel vectors, ``pixels`` target pixels per tile (:func:`._dispatch.pixel_tile_shape`);
     arguments as :func:`._kernels.gradient_kernels`' kernels.  One task per target row; a
     row's pixels are tiled ``|dp|`` apart (one phase after another), with single pixels where a phase
     ends and where input1's gradient has pixels without an output column; each tile's chunks one

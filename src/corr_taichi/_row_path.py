@@ -1,8 +1,8 @@
 """The row path: the CPU op for few channels, on the row-vectorised kernels of :mod:`._row_kernels`.
 
 It takes single-tap geometries with column stride 1 and patch dilation 1 or -1 along the row (several
-taps arrive here as per-pixel products), and inputs of at most :data:`MAX_CHANNELS` channels; with more
-channels the channel-vector kernels of :mod:`._kernels` are as fast or faster.
+taps arrive here as per-pixel products); :func:`._dispatch.plan` sends it calls of few channels, for
+which it is faster than the channel-vector kernels of :mod:`._kernels`.
 
 Columns, in one place: output column ``w`` reads input1 column ``w + origin_w`` and, for displacement
 ``pw``, input2 column ``w + origin_w + first_w + patch_dilation_w * pw``.  :class:`RowLayout` says how
@@ -19,45 +19,34 @@ import functools
 import torch
 from torch import Tensor
 
-from . import _kernels, _paths, _row_kernels
-from ._geometry import Geometry
+from . import _kernels, _row_kernels
+from ._geometry import Geometry, ceil_div
 from ._layouts import _transposed
-from ._runtime import TAICHI_DTYPES, struct
+from ._runtime import MAX_ELEMENTS, TAICHI_DTYPES, struct
 
 LANES = _kernels.LANES
-
-#: the row path serves inputs of up to this many channels; its backward, fewer channels and patches
-#: of several columns (one-row patches included: ``benchmarks/one_row_patch_backward.py``).  Beyond, the
-#: channel-vector kernels are as fast or faster (``benchmarks/row_vs_channel_vectors.py``).
-MAX_CHANNELS = 256
-MAX_CHANNELS_BACKWARD = 128
 
 
 def _vectors(columns: int) -> int:
     """Whole vectors holding ``columns`` columns."""
-    return -(-max(columns, 0) // LANES)
+    return ceil_div(max(columns, 0), LANES)
 
 
 def _padded_channels(channels: int, g: Geometry) -> int:
     """Channels rounded up to whole blocks of ``grad_input1`` (the extra ones are zeros)."""
     block = _row_kernels.channel_block(_window_slots(g))
-    return -(-channels // block) * block
+    return ceil_div(channels, block) * block
 
 
-def takes(g: Geometry, batch: int, channels: int, height: int, width: int, backward: bool = False) -> bool:
-    """Whether the row path computes this single-tap geometry (the forward, or the backward) on inputs
-    of this shape."""
-    forced = _paths.forced().row_path  # tests run each geometry on both CPU paths
-    if (g.kernel_h, g.kernel_w, g.stride_w) != (1, 1, 1) or abs(g.patch_dilation_w) != 1 or forced is False:
-        return False
-    if forced is None and channels > MAX_CHANNELS:
-        return False
-    if forced is None and backward and (channels > MAX_CHANNELS_BACKWARD or g.patch_w == 1):
+def computes(g: Geometry, batch: int, channels: int, height: int, width: int) -> bool:
+    """Whether the row path can compute this single-tap geometry on inputs of this shape (whether it is
+    worth it is :func:`._dispatch.plan`'s decision)."""
+    if (g.kernel_h, g.kernel_w, g.stride_w) != (1, 1, 1) or abs(g.patch_dilation_w) != 1:
         return False
     layout = RowLayout.of(g)
     row = max(layout.out_vectors, _vectors(width)) * LANES
     largest = max(_padded_channels(channels, g) * height * row, g.patch_h * g.patch_w * g.out_h * row)
-    return batch * largest <= 2**31 - 1  # Taichi indexes ndarrays with 32-bit ints
+    return batch * largest <= MAX_ELEMENTS
 
 
 @dataclasses.dataclass(frozen=True)

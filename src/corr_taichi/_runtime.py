@@ -55,6 +55,9 @@ ti = _import_taichi()
 _CPU_ARCHS = (ti.x64, ti.arm64)
 
 #: the Taichi scalar type of each torch dtype the kernels compute in.
+#: Taichi 1.7 indexes ndarrays with 32-bit ints: no tensor a kernel reads or writes may hold more elements.
+MAX_ELEMENTS = 2**31 - 1
+
 TAICHI_DTYPES = {torch.float32: ti.f32, torch.float64: ti.f64}
 
 

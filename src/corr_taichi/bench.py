@@ -29,7 +29,7 @@ import torch
 
 from . import _bench_stereo, reference
 from ._geometry import correlation1d_geometry, sampler_geometry
-from ._paths import force_paths
+from ._dispatch import force_paths
 from ._progress import progress_bar
 from ._provenance import provenance
 from ._runtime import init
