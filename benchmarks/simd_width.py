@@ -47,7 +47,7 @@ def child(scalarize: bool) -> None:
     ti.init(arch=ti.cpu, real_matrix_scalarize=scalarize, print_kernel_llvm_ir_optimized=True,
             offline_cache=False, log_level=ti.ERROR, cpu_max_num_threads=torch.get_num_threads())
 
-    from corr_taichi import _kernels, _op
+    from corr_taichi import _kernel_helpers, _op
     from corr_taichi._geometry import sampler_geometry
     from corr_taichi.bench import CONFIGS
 
@@ -57,7 +57,7 @@ def child(scalarize: bool) -> None:
     x1, x2 = (_op._cpu_layout(torch.randn(shape)) for _ in range(2))
     out = torch.empty(g.output_shape(batch))
     # pixel-major with rows of whole vectors, as the op passes it
-    grad_out = torch.randn(batch * g.out_h * g.out_w * _kernels.pixel_major_row(g.patch_h * g.patch_w))
+    grad_out = torch.randn(batch * g.out_h * g.out_w * _kernel_helpers.pixel_major_row(g.patch_h * g.patch_w))
     grad = torch.empty_like(x1)
     launch = _op._launch_struct(g)
     (forward, _), (grad1_kernel, chunks), (grad2_kernel, _) = _op._cpu_kernels(g, shape)

@@ -84,3 +84,55 @@ def test_the_checks_see_a_cycle(tmp_path, monkeypatch):
         assert "corr_taichi.a -> corr_taichi.b -> corr_taichi.a" in str(e)
     else:
         raise AssertionError("the cycle a -> b -> a was not found")
+
+
+#: the kernel modules, and what they may import of the package: the shared Taichi helpers, the runtime,
+#: and the pure shape arithmetic
+KERNEL_MODULES = ("_kernels", "_pixel_tile_kernels", "_row_kernels", "_gpu_kernels", "_lookup1d_kernels",
+                  "_lookup2d_kernels")
+KERNEL_IMPORTS = {"corr_taichi._kernel_helpers", "corr_taichi._runtime", "corr_taichi._geometry"}
+
+
+def test_kernel_modules_import_only_the_shared_helpers_and_the_runtime():
+    modules = _modules()
+    assert {f"corr_taichi.{m}" for m in KERNEL_MODULES} <= set(modules)
+    wrong = {f"corr_taichi.{m}": {t for t, _ in _imports(f"corr_taichi.{m}", modules[f"corr_taichi.{m}"], modules)}
+             - KERNEL_IMPORTS for m in KERNEL_MODULES}
+    assert not {m: t for m, t in wrong.items() if t}
+
+
+#: the most lines (docstring included) and the deepest nesting of loops and branches of a Taichi function
+MAX_LINES, MAX_DEPTH = 60, 6
+
+
+def _depth(node: ast.AST) -> int:
+    """The deepest nesting of ``for``/``while``/``if``/``with``/``try`` below ``node`` (an ``elif`` is one
+    level deeper than its ``if``, as the AST has it); nested function definitions are their own."""
+    deepest = 0
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        nested = isinstance(child, (ast.For, ast.While, ast.If, ast.With, ast.Try))
+        deepest = max(deepest, _depth(child) + nested)
+    return deepest
+
+
+def _taichi_functions(path: Path) -> list[ast.FunctionDef]:
+    tree = ast.parse(path.read_text())
+    return [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+            and any(ast.unparse(d) in ("ti.func", "ti.kernel") for d in node.decorator_list)]
+
+
+def test_taichi_functions_read_in_one_sitting():
+    too_long = [f"{path.name}:{f.lineno} {f.name}: {f.end_lineno - f.lineno + 1} lines, depth {_depth(f)}"
+                for path in _modules().values() for f in _taichi_functions(path)
+                if f.end_lineno - f.lineno + 1 > MAX_LINES or _depth(f) > MAX_DEPTH]
+    assert not too_long
+
+
+def test_the_size_check_sees_a_deep_function(tmp_path):
+    path = tmp_path / "k.py"
+    body = "".join("    " * (k + 1) + f"for i{k} in range(2):\n" for k in range(7)) + "    " * 8 + "pass\n"
+    path.write_text("@ti.kernel\ndef k():\n" + body)
+    (found,) = _taichi_functions(path)
+    assert _depth(found) == 7

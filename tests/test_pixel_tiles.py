@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from corr_taichi import _dispatch, _kernels, _op, _pixel_tile_kernels
+from corr_taichi import _dispatch, _kernel_helpers, _op, _pixel_tile_kernels
 from corr_taichi._geometry import Geometry
 from corr_taichi._runtime import current_arch_name
 from corr_taichi.reference import correlation_from_geometry
@@ -56,7 +56,7 @@ def test_tiled_kernels_match_reference(force_paths, op_plans, channels, height, 
 
     if current_arch_name() not in ("x64", "arm64"):
         return  # a GPU backend: its own kernels ran
-    vectors, pixels = _dispatch.pixel_tile_shape(-(-channels // _kernels.LANES))
+    vectors, pixels = _dispatch.pixel_tile_shape(-(-channels // _kernel_helpers.LANES))
     forward, backward = op_plans
     assert forward.path == ("pixel_tiles" if g.patch_dilation_w > 0 else "channel_vectors")
     assert (backward.path, backward.vectors, backward.pixels) == ("pixel_tiles", vectors, pixels)

@@ -33,7 +33,8 @@ import torch
 
 from . import _gpu_kernels, _pixel_tile_kernels, _row_path
 from ._geometry import Geometry, ceil_div
-from ._kernels import GROUPS, LANES
+from ._kernel_helpers import LANES
+from ._kernels import GROUPS
 from ._runtime import MAX_ELEMENTS
 
 # ------------------------------------------------------------------------------------------ thresholds

@@ -21,7 +21,7 @@ every thread of a block or by none, and every branch around one depends on the b
 """
 
 from ._geometry import Geometry, ceil_div
-from ._kernels import GeometryStruct, _flat, _output_index
+from ._kernel_helpers import GeometryStruct, flat_index, output_index, ti_ceil_div
 from ._runtime import MAX_ELEMENTS, locked, ti
 
 #: columns of one tile (one warp wide, so that a warp's loads are coalesced).
@@ -86,18 +86,10 @@ def forward_tiled(
     displacements ``tp, tp + FWD_THREADS_P, ...`` of the chunk."""
     channels, height, width = x1.shape[1], x1.shape[2], x1.shape[3]
     threads = ti.static(FWD_BLOCK)
-    tiles = (g.out_w + TILE_W - 1) // TILE_W
-    chunks = (g.patch_w + PATCH_CHUNK - 1) // PATCH_CHUNK
-    blocks = x1.shape[0] * g.patch_h * g.out_h * tiles * chunks
+    blocks = x1.shape[0] * g.patch_h * g.out_h * ti_ceil_div(g.out_w, TILE_W) * ti_ceil_div(g.patch_w, PATCH_CHUNK)
     ti.loop_config(block_dim=threads)
     for index in range(blocks * threads):
-        block, t = _split(index, threads)
-        block, chunk = _split(block, chunks)
-        block, tile = _split(block, tiles)
-        block, h = _split(block, g.out_h)
-        b, ph = _split(block, g.patch_h)
-        tp, tx = _split(t, TILE_W)
-        w0, pw0 = tile * TILE_W, chunk * PATCH_CHUNK
+        b, ph, h, w0, pw0, tx, tp, t = _forward_block(index, g)
         y1 = h * g.stride_h + g.origin_h
         y2 = y1 + g.first_h + ph * g.patch_dilation_h
         xa0 = w0 * g.stride_w + g.origin_w  # input1 column of the tile's first output column
@@ -107,7 +99,7 @@ def forward_tiled(
         rows2 = ti.simt.block.SharedArray((FWD_CHANNELS, BAND), acc_t)
         acc = ti.Vector.zero(acc_t, FWD_PER_THREAD)
         if 0 <= y1 < height and 0 <= y2 < height:  # the same for the whole block
-            for chunk_c in range((channels + FWD_CHANNELS - 1) // FWD_CHANNELS):
+            for chunk_c in range(ti_ceil_div(channels, FWD_CHANNELS)):
                 c0 = chunk_c * FWD_CHANNELS
                 for k in ti.static(range(FWD_CHANNELS * TILE_W // threads)):
                     cc, col = _split(t + k * threads, TILE_W)
@@ -133,15 +125,28 @@ def forward_tiled(
         for k in ti.static(range(FWD_PER_THREAD)):
             pw = pw0 + tp + k * FWD_THREADS_P
             if w < g.out_w and pw < g.patch_w:
-                out[_flat(g, b, ph, pw, h, w)] = acc[k] * ti.cast(scale, acc_t)
+                out[flat_index(g, b, ph, pw, h, w)] = acc[k] * ti.cast(scale, acc_t)
+
+
+@ti.func
+def _forward_block(index, g: ti.template()):
+    """``(b, ph, h, w0, pw0, tx, tp, t)`` of flat thread ``index`` of a forward launch: the block's image,
+    patch row, output row, first output column and first patch column; the thread's column and patch
+    offsets and its index in the block."""
+    block, t = _split(index, FWD_BLOCK)
+    block, chunk = _split(block, ti_ceil_div(g.patch_w, PATCH_CHUNK))
+    block, tile = _split(block, ti_ceil_div(g.out_w, TILE_W))
+    block, h = _split(block, g.out_h)
+    b, ph = _split(block, g.patch_h)
+    tp, tx = _split(t, TILE_W)
+    return b, ph, h, tile * TILE_W, chunk * PATCH_CHUNK, tx, tp, t
 
 
 @ti.func
 def _grad_blocks(x: ti.template()):
     """Blocks of a gradient launch on ``(B, C, H, W)`` tensors: (image, row, tile of columns, chunk of
     channels)."""
-    tiles = (x.shape[3] + TILE_W - 1) // TILE_W
-    return x.shape[0] * x.shape[2] * tiles * ((x.shape[1] + GRAD_CHANNELS - 1) // GRAD_CHANNELS)
+    return x.shape[0] * x.shape[2] * ti_ceil_div(x.shape[3], TILE_W) * ti_ceil_div(x.shape[1], GRAD_CHANNELS)
 
 
 @ti.func
@@ -150,8 +155,8 @@ def _grad_block(index, x: ti.template()):
     row, first column and first channel; the thread's column and channel offsets and its index in the
     block."""
     block, t = _split(index, GRAD_BLOCK)
-    block, chunk_c = _split(block, (x.shape[1] + GRAD_CHANNELS - 1) // GRAD_CHANNELS)
-    block, tile = _split(block, (x.shape[3] + TILE_W - 1) // TILE_W)
+    block, chunk_c = _split(block, ti_ceil_div(x.shape[1], GRAD_CHANNELS))
+    block, tile = _split(block, ti_ceil_div(x.shape[3], TILE_W))
     b, y = _split(block, x.shape[2])
     tc, tx = _split(t, TILE_W)
     return b, y, tile * TILE_W, chunk_c * GRAD_CHANNELS, tx, tc, t
@@ -208,11 +213,11 @@ def grad_input1_tiled(
     thread ``(tx, tc)`` owns column ``tx`` and channels ``tc, tc + GRAD_THREADS_C, ...``."""
     height, width = x2.shape[2], x2.shape[3]
     threads = ti.static(GRAD_BLOCK)
-    chunks_p = (g.patch_w + PATCH_CHUNK - 1) // PATCH_CHUNK
+    chunks_p = ti_ceil_div(g.patch_w, PATCH_CHUNK)
     ti.loop_config(block_dim=threads)
     for index in range(_grad_blocks(x2) * threads):
         b, y, x0, c0, tx, tc, t = _grad_block(index, x2)
-        h = _output_index(y, g.origin_h, 0, 1, g.stride_h, g.out_h)
+        h = output_index(y, g.origin_h, 0, 1, g.stride_h, g.out_h)
 
         weights = ti.simt.block.SharedArray((PATCH_CHUNK, TILE_W), acc_t)
         rows = ti.simt.block.SharedArray((GRAD_CHANNELS, BAND), acc_t)
@@ -223,10 +228,10 @@ def grad_input1_tiled(
                 pw0 = chunk * PATCH_CHUNK
                 for k in ti.static(range(PATCH_CHUNK * TILE_W // threads)):
                     j, col = _split(t + k * threads, TILE_W)
-                    w = _output_index(x0 + col, g.origin_w, 0, 1, g.stride_w, g.out_w)
+                    w = output_index(x0 + col, g.origin_w, 0, 1, g.stride_w, g.out_w)
                     value = ti.cast(0, acc_t)
                     if w >= 0 and pw0 + j < g.patch_w and x0 + col < width:
-                        value = ti.cast(grad_out[_flat(g, b, ph, pw0 + j, h, w)], acc_t)
+                        value = ti.cast(grad_out[flat_index(g, b, ph, pw0 + j, h, w)], acc_t)
                     weights[j, col] = value
                 xb0 = x0 + g.first_w + pw0 * g.patch_dilation_w
                 _load_partner_band(rows, x2, b, c0, y2, xb0, t, threads, acc_t)
@@ -252,7 +257,7 @@ def grad_input2_tiled(
     (grad_input1: ``tx + j * dp``)."""
     height, width = x1.shape[2], x1.shape[3]
     threads = ti.static(GRAD_BLOCK)
-    chunks_p = (g.patch_w + PATCH_CHUNK - 1) // PATCH_CHUNK
+    chunks_p = ti_ceil_div(g.patch_w, PATCH_CHUNK)
     dp = g.patch_dilation_w
     ti.loop_config(block_dim=threads)
     for index in range(_grad_blocks(x1) * threads):
@@ -263,16 +268,16 @@ def grad_input2_tiled(
         acc = ti.Vector.zero(acc_t, GRAD_PER_THREAD)
         for ph, chunk in ti.ndrange(g.patch_h, chunks_p):
             y1 = y - g.first_h - ph * g.patch_dilation_h
-            h = _output_index(y1, g.origin_h, 0, 1, g.stride_h, g.out_h)
+            h = output_index(y1, g.origin_h, 0, 1, g.stride_h, g.out_h)
             if 0 <= y1 < height and h >= 0:  # the same for the whole block
                 pw0 = chunk * PATCH_CHUNK
                 for k in ti.static(range(PATCH_CHUNK * TILE_W // threads)):
                     j, col = _split(t + k * threads, TILE_W)
                     xa = x0 + col - g.first_w - (pw0 + j) * dp
-                    w = _output_index(xa, g.origin_w, 0, 1, g.stride_w, g.out_w)
+                    w = output_index(xa, g.origin_w, 0, 1, g.stride_w, g.out_w)
                     value = ti.cast(0, acc_t)
                     if w >= 0 and pw0 + j < g.patch_w and 0 <= xa < width:
-                        value = ti.cast(grad_out[_flat(g, b, ph, pw0 + j, h, w)], acc_t)
+                        value = ti.cast(grad_out[flat_index(g, b, ph, pw0 + j, h, w)], acc_t)
                     weights[j, col] = value
                 xa0 = x0 - g.first_w - (pw0 + PATCH_CHUNK - 1) * dp
                 _load_partner_band(rows, x1, b, c0, y1, xa0, t, threads, acc_t)
@@ -310,7 +315,7 @@ def forward_simple(
             if 0 <= y1 < height and 0 <= y2 < height and 0 <= xa < width and 0 <= xb < width:
                 for c in range(channels):
                     total += ti.cast(x1[b, c, y1, xa], acc_t) * ti.cast(x2[b, c, y2, xb], acc_t)
-        out[_flat(g, b, ph, pw, h, w)] = total * ti.cast(scale, acc_t)
+        out[flat_index(g, b, ph, pw, h, w)] = total * ti.cast(scale, acc_t)
 
 
 @locked
@@ -331,13 +336,14 @@ def grad_input1_simple(
         total = ti.cast(0, acc_t)
         for ph, i in ti.ndrange(g.patch_h, g.kernel_h):
             y2 = y + g.first_h + ph * g.patch_dilation_h
-            h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+            h = output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
             if 0 <= y2 < height and h >= 0:
                 for pw, j in ti.ndrange(g.patch_w, g.kernel_w):
                     xb = x + g.first_w + pw * g.patch_dilation_w
-                    w = _output_index(x, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
+                    w = output_index(x, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
                     if 0 <= xb < width and w >= 0:
-                        total += ti.cast(grad_out[_flat(g, b, ph, pw, h, w)], acc_t) * ti.cast(x2[b, c, y2, xb], acc_t)
+                        weight = ti.cast(grad_out[flat_index(g, b, ph, pw, h, w)], acc_t)
+                        total += weight * ti.cast(x2[b, c, y2, xb], acc_t)
         grad1[b, c, y, x] = total * ti.cast(scale, acc_t)
 
 
@@ -359,11 +365,12 @@ def grad_input2_simple(
         total = ti.cast(0, acc_t)
         for ph, i in ti.ndrange(g.patch_h, g.kernel_h):
             y1 = y - g.first_h - ph * g.patch_dilation_h
-            h = _output_index(y1, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+            h = output_index(y1, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
             if 0 <= y1 < height and h >= 0:
                 for pw, j in ti.ndrange(g.patch_w, g.kernel_w):
                     xa = x - g.first_w - pw * g.patch_dilation_w
-                    w = _output_index(xa, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
+                    w = output_index(xa, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
                     if 0 <= xa < width and w >= 0:
-                        total += ti.cast(grad_out[_flat(g, b, ph, pw, h, w)], acc_t) * ti.cast(x1[b, c, y1, xa], acc_t)
+                        weight = ti.cast(grad_out[flat_index(g, b, ph, pw, h, w)], acc_t)
+                        total += weight * ti.cast(x1[b, c, y1, xa], acc_t)
         grad2[b, c, y, x] = total * ti.cast(scale, acc_t)

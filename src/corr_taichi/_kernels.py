@@ -39,10 +39,10 @@ every (displacement, kernel tap) that reads it.  No atomics, so results are dete
 import functools
 from types import SimpleNamespace
 
+from ._kernel_helpers import (LANES, GeometryStruct, flat_index, inside_range, output_index, partner_dots,
+                              pixel_major_index, ti_ceil_div)
 from ._runtime import locked, ti
 
-#: channels per vector: the unit of the kernels' loads and multiply-adds (512 bits of float32).
-LANES = 16
 #: displacement tile sizes, largest first; an interval is covered by the largest tiles that fit.
 TILES = (8, 4, 1)
 #: the most channel vectors of one gradient pixel that the backward kernels accumulate in registers at
@@ -53,124 +53,6 @@ GROUPS = 16
 #: gained from passes; PWC level 2, kernel 3 and 1-column patches would lose, and keep one pass).
 ROWS_PER_PASS = 8
 MIN_PASS_WORK = 1024
-
-#: bytes of the widest SIMD register (AVX-512): the alignment that aligned vector loads need.
-VECTOR_ALIGNMENT = 64
-
-
-def vector_aligned(t) -> bool:
-    """Whether tensor ``t`` may be read as an ndarray of ``LANES``-vectors in place: Taichi emits aligned
-    vector loads and stores, and a tensor that starts off a register-width boundary (a view at an odd
-    offset) crashes them.  torch's CPU allocator aligns every buffer this way."""
-    return t.data_ptr() % VECTOR_ALIGNMENT == 0
-
-
-def separate_memory(t, source) -> bool:
-    """Whether ``t`` is a buffer of its own rather than ``source`` (or a view of it): a layout copy the
-    op made, which it may overwrite once done with it."""
-    return t.untyped_storage().data_ptr() != source.untyped_storage().data_ptr()
-
-
-#: geometries whose launch structs the op keeps, per struct type (a Taichi struct instance holds about
-#: 21 KB of Python objects; a network uses a few geometries, a handful per correlation layer)
-STRUCT_CACHE_SIZE = 32
-
-GeometryStruct = ti.types.struct(
-    kernel_h=ti.i32, kernel_w=ti.i32, dilation_h=ti.i32, dilation_w=ti.i32,
-    stride_h=ti.i32, stride_w=ti.i32, origin_h=ti.i32, origin_w=ti.i32,
-    patch_h=ti.i32, patch_w=ti.i32, patch_dilation_h=ti.i32, patch_dilation_w=ti.i32,
-    first_h=ti.i32, first_w=ti.i32, out_h=ti.i32, out_w=ti.i32,
-)
-
-
-@ti.func
-def _ceil_div(a: ti.i32, b: ti.i32) -> ti.i32:
-    """ceil(a / b) for b > 0 and any sign of a."""
-    return -((-a) // b)
-
-
-@ti.func
-def _output_index(pos: ti.i32, origin: ti.i32, tap: ti.i32, dilation: ti.i32, stride: ti.i32, size: ti.i32):
-    """Output coordinate whose kernel tap ``tap`` lands on input coordinate ``pos``, or -1."""
-    offset = pos - origin - tap * dilation
-    index = -1
-    if stride == 1:  # the common case, without the divisions
-        if 0 <= offset < size:
-            index = offset
-    elif offset >= 0 and offset % stride == 0 and offset // stride < size:
-        index = offset // stride
-    return index
-
-
-@ti.func
-def _flat(g: ti.template(), b, ph, pw, h, w):
-    """Index of ``[b, ph, pw, h, w]`` in the flattened ``(B, PH, PW, oH, oW)`` output."""
-    return (((b * g.patch_h + ph) * g.patch_w + pw) * g.out_h + h) * g.out_w + w
-
-
-@ti.func
-def _pixel_major(g: ti.template(), b, ph, pw, h, w):
-    """Index of ``[b, h, w, ph, pw]`` in a flattened ``(B, oH, oW, PH * PW)`` output gradient whose rows
-    are padded to whole vectors (:func:`pixel_major_row`): the backward reads its displacements pixel by
-    pixel, which in the output's own layout would be one cache line per displacement, all a multiple
-    of 4 KiB apart (so they evict each other)."""
-    row = (g.patch_h * g.patch_w + LANES - 1) // LANES * LANES
-    return ((b * g.out_h + h) * g.out_w + w) * row + ph * g.patch_w + pw
-
-
-def pixel_major_row(patches: int) -> int:
-    """Length of a pixel-major row of ``patches`` displacements (:func:`_pixel_major`): whole vectors."""
-    return -(-patches // LANES) * LANES
-
-
-@ti.func
-def _inside(start: ti.i32, step: ti.i32, size: ti.i32, count: ti.i32):
-    """``[lo, hi)``: the ``p < count`` with ``0 <= start + p * step < size`` (``step != 0``)."""
-    first, stride = start, step
-    if step < 0:  # mirror the axis: x -> size - 1 - x turns the step positive
-        first, stride = size - 1 - start, -step
-    lo = ti.max(0, _ceil_div(-first, stride))
-    hi = ti.min(count, _ceil_div(size - first, stride))
-    return lo, ti.max(lo, hi)
-
-
-@ti.func
-def _row_sums(acc: ti.template()):
-    """The row sums of a ``(T, LANES)`` matrix, by adding column halves: a few vector adds over all
-    rows at once instead of one horizontal reduction per row (which dominates with few channels)."""
-    half = acc[:, 0:LANES // 2] + acc[:, LANES // 2:LANES]
-    quarter = half[:, 0:LANES // 4] + half[:, LANES // 4:LANES // 2]
-    eighth = quarter[:, 0:LANES // 8] + quarter[:, LANES // 8:LANES // 4]
-    return eighth[:, 0] + eighth[:, 1]  # LANES == 16
-
-
-@ti.func
-def _dot_tile(x1: ti.template(), x2: ti.template(), b, y1, xa, y2, xb, step, T: ti.template(), acc_t: ti.template()):
-    """``acc[q] = <x1[b, y1, xa, :], x2[b, y2, xb + q*step, :]>`` for ``q < T`` (sums over vectors)."""
-    acc = ti.Matrix.zero(acc_t, T, LANES)
-    for k in range(x1.shape[3]):
-        a = x1[b, y1, xa, k]
-        for q in ti.static(range(T)):
-            acc[q, :] += a * x2[b, y2, xb + q * step, k]
-    return _row_sums(acc)
-
-
-@ti.func
-def _partner_dots(x1: ti.template(), x2: ti.template(), b, y1, xa, y2, start, step, T: ti.template(),
-                  acc_t: ti.template()):
-    """``dots[q] = <x1[b, y1, xa, :], x2[b, y2, start + q*step, :]>`` for ``q < T``, zero where that partner
-    column is outside the image: one tile where all are inside, else one partner at a time."""
-    width = x2.shape[2]
-    dots = ti.Vector.zero(acc_t, T)
-    last = start + (T - 1) * step
-    if 0 <= ti.min(start, last) and ti.max(start, last) < width:
-        dots = _dot_tile(x1, x2, b, y1, xa, y2, start, step, T, acc_t)
-    else:  # near the image's edge: the partners that are inside
-        for q in ti.static(range(T)):
-            if 0 <= start + q * step < width:
-                dots[q] = _dot_tile(x1, x2, b, y1, xa, y2, start + q * step, step, 1, acc_t)[0]
-    return dots
-
 
 @locked
 
@@ -221,7 +103,7 @@ def _gather_small_window(grad_out: ti.template(), grad_products: ti.template(), 
     rows = [-1 for _ in ti.static(range(GATHER_TAPS))]
     for i in ti.static(range(GATHER_TAPS)):
         if i < g.kernel_h:
-            h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+            h = output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
             if h >= 0:
                 rows[i] = (n * g.out_h + h) * g.out_w
     for r in range(ti.min(g.stride_w, width)):
@@ -232,7 +114,7 @@ def _gather_small_window(grad_out: ti.template(), grad_products: ti.template(), 
             if j < g.kernel_w and offset % g.stride_w == 0:
                 hits[j] = True
                 shift[j] = offset // g.stride_w
-        for t in range((width - r + g.stride_w - 1) // g.stride_w):
+        for t in range(ti_ceil_div(width - r, g.stride_w)):
             total = ti.cast(0, acc_t)
             for i in ti.static(range(GATHER_TAPS)):
                 if rows[i] >= 0:
@@ -269,30 +151,46 @@ def window_sum_grad(
         if g.kernel_h <= GATHER_TAPS and g.kernel_w <= GATHER_TAPS:
             _gather_small_window(grad_out, grad_products, n, y, base, width, g, s, acc_t)
         elif g.stride_w == 1:
-            for x in range(width):
-                total = ti.cast(0, acc_t)
-                for i in range(g.kernel_h):
-                    h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
-                    if h >= 0:
-                        row = (n * g.out_h + h) * g.out_w
-                        for j in range(g.kernel_w):
-                            w = x - g.origin_w - j * g.dilation_w
-                            if 0 <= w < g.out_w:
-                                total += grad_out[row + w]
-                grad_products[base + x] = total * s
+            _gather_window(grad_out, grad_products, n, y, base, width, g, s, acc_t)
         else:
-            for x in range(width):
-                grad_products[base + x] = ti.cast(0, acc_t)
-            for i in range(g.kernel_h):
-                h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
-                if h >= 0:
-                    row = (n * g.out_h + h) * g.out_w
-                    for w in range(g.out_w):
-                        value = grad_out[row + w] * s
-                        for j in range(g.kernel_w):
-                            x = w * g.stride_w + g.origin_w + j * g.dilation_w
-                            if 0 <= x < width:
-                                grad_products[base + x] += value
+            _scatter_window(grad_out, grad_products, n, y, base, width, g, s, acc_t)
+
+
+@ti.func
+def _gather_window(grad_out: ti.template(), grad_products: ti.template(), n, y, base, width, g: ti.template(), s,
+                   acc_t: ti.template()):
+    """Row ``y`` of product plane ``n`` for any window at column stride 1: each product gathers its
+    windows' outputs tap by tap."""
+    for x in range(width):
+        total = ti.cast(0, acc_t)
+        for i in range(g.kernel_h):
+            h = output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+            if h >= 0:
+                row = (n * g.out_h + h) * g.out_w
+                for j in range(g.kernel_w):
+                    w = x - g.origin_w - j * g.dilation_w
+                    if 0 <= w < g.out_w:
+                        total += grad_out[row + w]
+        grad_products[base + x] = total * s
+
+
+@ti.func
+def _scatter_window(grad_out: ti.template(), grad_products: ti.template(), n, y, base, width, g: ti.template(), s,
+                    acc_t: ti.template()):
+    """Row ``y`` of product plane ``n`` for large windows at other column strides: each output of a
+    window row adds into the products it covers."""
+    for x in range(width):
+        grad_products[base + x] = ti.cast(0, acc_t)
+    for i in range(g.kernel_h):
+        h = output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+        if h >= 0:
+            row = (n * g.out_h + h) * g.out_w
+            for w in range(g.out_w):
+                value = grad_out[row + w] * s
+                for j in range(g.kernel_w):
+                    x = w * g.stride_w + g.origin_w + j * g.dilation_w
+                    if 0 <= x < width:
+                        grad_products[base + x] += value
 
 
 @functools.cache
@@ -301,6 +199,23 @@ def correlation_kernels(dtype) -> SimpleNamespace:
     or ``ti.f64``; ``acc_t`` must be the same): an ndarray's vector type is part of its annotation,
     so each dtype gets its own kernels, built once."""
     vectors = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
+
+    @ti.func
+    def tap_sums(x1: ti.template(), x2: ti.template(), g: ti.template(), b, h, w, shift_h, p, T: ti.template()):
+        """The dot products of output pixel ``(h, w)`` at displacements ``p .. p + T - 1`` of the patch
+        row whose input2 rows are ``shift_h`` below input1's, summed over the kernel taps."""
+        height, width = x1.shape[1], x1.shape[2]
+        total = ti.Vector.zero(dtype, T)
+        for i in range(g.kernel_h):
+            y1 = h * g.stride_h + g.origin_h + i * g.dilation_h
+            y2 = y1 + shift_h
+            if 0 <= y1 < height and 0 <= y2 < height:
+                for j in range(g.kernel_w):
+                    xa = w * g.stride_w + g.origin_w + j * g.dilation_w
+                    start = xa + g.first_w + p * g.patch_dilation_w  # partner column of displacement p
+                    if 0 <= xa < width:
+                        total += partner_dots(x1, x2, b, y1, xa, y2, start, g.patch_dilation_w, T, dtype)
+        return total
 
     @locked
 
@@ -319,27 +234,16 @@ def correlation_kernels(dtype) -> SimpleNamespace:
         output plane (the planes are often a multiple of 4 KiB apart, so stores that jumped between
         them would keep evicting each other).  Flat indices keep the stores cheap: each ndarray store
         makes LLVM reload every ndarray's shape."""
-        height, width = x1.shape[1], x1.shape[2]
         s = ti.cast(scale, acc_t)
         plane = g.out_h * g.out_w
-        dp = g.patch_dilation_w
         for b, ph, h in ti.ndrange(x1.shape[0], g.patch_h, g.out_h):
-            row = _flat(g, b, ph, 0, h, 0)
+            row = flat_index(g, b, ph, 0, h, 0)
             shift_h = g.first_h + ph * g.patch_dilation_h
             p = 0
             for T in ti.static(TILES):
                 while p + T <= g.patch_w:  # the tile of displacements p .. p + T - 1
                     for w in range(g.out_w):
-                        total = ti.Vector.zero(acc_t, T)
-                        for i in range(g.kernel_h):
-                            y1 = h * g.stride_h + g.origin_h + i * g.dilation_h
-                            y2 = y1 + shift_h
-                            if 0 <= y1 < height and 0 <= y2 < height:
-                                for j in range(g.kernel_w):
-                                    xa = w * g.stride_w + g.origin_w + j * g.dilation_w
-                                    start = xa + g.first_w + p * dp  # partner column of displacement p
-                                    if 0 <= xa < width:
-                                        total += _partner_dots(x1, x2, b, y1, xa, y2, start, dp, T, acc_t)
+                        total = tap_sums(x1, x2, g, b, h, w, shift_h, p, T)
                         for q in ti.static(range(T)):
                             out[row + (p + q) * plane + w] = total[q] * s
                     p += T
@@ -376,6 +280,68 @@ def gradient_kernels(dtype, vectors: int) -> SimpleNamespace:
     from one address (per-vector indexing spent three integer instructions on each vector's address)."""
     chunks = ti.types.ndarray(dtype=ti.types.matrix(vectors, LANES, dtype), ndim=4)
 
+    @ti.func
+    def weighted_run(grad_out: ti.template(), x: ti.template(), g: ti.template(), acc, b, h, ph, y, chunk, p0, count,
+                     p_step, w0, w_step, col0, col_step, s):
+        """``acc`` plus ``sum_k grad_out[b, h, w0 + k * w_step, ph, p0 + k * p_step] * x[b, y, col0 + k *
+        col_step, chunk]`` over ``k < count`` (the output gradient pixel-major, times ``s``), in tiles of
+        ``TILES`` displacements."""
+        total = acc
+        k = 0
+        for T in ti.static(TILES):
+            while k + T <= count:
+                weight = ti.Vector([
+                    ti.cast(grad_out[pixel_major_index(g, b, ph, p0 + (k + q) * p_step, h, w0 + (k + q) * w_step)],
+                            dtype) * s
+                    for q in ti.static(range(T))
+                ])
+                for q in ti.static(range(T)):
+                    total += weight[q] * x[b, y, col0 + (k + q) * col_step, chunk]
+                k += T
+        return total
+
+    @ti.func
+    def input1_tap(grad_out: ti.template(), x2: ti.template(), g: ti.template(), acc, b, y, h, w, chunk, start, lo,
+                   hi, s):
+        """``acc`` plus what input1 pixel ``(y, start - first_w)`` gets through the kernel tap that puts it
+        at output pixel ``(h, w)``: its displacements ``lo .. hi - 1`` of every patch row inside."""
+        total = acc
+        for ph in range(g.patch_h):
+            y2 = y + g.first_h + ph * g.patch_dilation_h
+            if 0 <= y2 < x2.shape[1]:
+                total = weighted_run(grad_out, x2, g, total, b, h, ph, y2, chunk, lo, hi - lo, 1, w, 0,
+                                     start + lo * g.patch_dilation_w, g.patch_dilation_w, s)
+        return total
+
+    @ti.func
+    def input2_tap(grad_out: ti.template(), x1: ti.template(), g: ti.template(), acc, b, y, top, j, first_row,
+                   last_row, chunk, period, w_step, s):
+        """``acc`` plus what input2 pixel ``(y, top + first_w)`` gets through kernel column ``j`` from patch
+        rows ``first_row .. last_row - 1``.  Its partner at displacement ``pw`` is input1 column ``x1 = top
+        - pw * dp``, whose output column ``w = (x1 - base) / stride_w`` must be a whole number in ``[0,
+        out_w)``: every ``period``-th displacement from the first such one."""
+        height, width = x1.shape[1], x1.shape[2]
+        dp = g.patch_dilation_w
+        total = acc
+        base = g.origin_w + j * g.dilation_w
+        lo, hi = inside_range(width - 1 - top, dp, width, g.patch_w)  # 0 <= x1 < width
+        lo2, hi2 = inside_range((g.out_w - 1) * g.stride_w + base - top, dp, g.out_w * g.stride_w, g.patch_w)
+        pw, end = ti.max(lo, lo2), ti.min(hi, hi2)  # base <= x1 < base + out_w * stride_w
+        limit = ti.min(end, pw + period)
+        while pw < limit and (top - pw * dp - base) % g.stride_w != 0:
+            pw += 1
+        if pw < limit:
+            count = ti_ceil_div(end - pw, period)
+            w_first = (top - pw * dp - base) // g.stride_w
+            for ph in range(first_row, last_row):
+                for i in range(g.kernel_h):  # nested loops: ndrange would divide
+                    y1 = y - g.first_h - ph * g.patch_dilation_h
+                    h = output_index(y1, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+                    if 0 <= y1 < height and h >= 0:
+                        total = weighted_run(grad_out, x1, g, total, b, h, ph, y1, chunk, pw, count, period, w_first,
+                                             -w_step, top - pw * dp, -period * dp, s)
+        return total
+
     @locked
 
     @ti.kernel
@@ -389,7 +355,7 @@ def gradient_kernels(dtype, vectors: int) -> SimpleNamespace:
     ):
         """``grad1[b, y, x, :] = scale * sum grad_out[b, h, w, ph, pw] * x2[b, y + su, x + sv, :]`` over the
         (displacement, tap) pairs whose tap lands on ``(y, x)``, with ``grad_out`` flattened pixel-major
-        (:func:`_pixel_major`); one task per input row, one chunk of channel vectors of one pixel at a
+        (:func:`pixel_major_index`); one task per input row, one chunk of channel vectors of one pixel at a
         time."""
         height, width = x2.shape[1], x2.shape[2]
         s = ti.cast(scale, acc_t)
@@ -397,27 +363,14 @@ def gradient_kernels(dtype, vectors: int) -> SimpleNamespace:
             for x, chunk in ti.ndrange(width, x2.shape[3]):
                 acc = ti.Matrix.zero(acc_t, vectors, LANES)
                 start = x + g.first_w  # partner column of displacement 0
-                lo, hi = _inside(start, g.patch_dilation_w, width, g.patch_w)
+                lo, hi = inside_range(start, g.patch_dilation_w, width, g.patch_w)
                 for j in range(g.kernel_w):  # column arithmetic first: it does not depend on the row
-                    w = _output_index(x, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
+                    w = output_index(x, g.origin_w, j, g.dilation_w, g.stride_w, g.out_w)
                     if w >= 0:
                         for i in range(g.kernel_h):
-                            h = _output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
+                            h = output_index(y, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
                             if h >= 0:
-                                for ph in range(g.patch_h):
-                                    y2 = y + g.first_h + ph * g.patch_dilation_h
-                                    if 0 <= y2 < height:
-                                        pw = lo
-                                        for T in ti.static(TILES):
-                                            while pw + T <= hi:
-                                                weight = ti.Vector([
-                                                    ti.cast(grad_out[_pixel_major(g, b, ph, pw + q, h, w)], acc_t) * s
-                                                    for q in ti.static(range(T))
-                                                ])
-                                                for q in ti.static(range(T)):
-                                                    acc += weight[q] * x2[b, y2, start + (pw + q) * g.patch_dilation_w,
-                                                                          chunk]
-                                                pw += T
+                                acc = input1_tap(grad_out, x2, g, acc, b, y, h, w, chunk, start, lo, hi, s)
                 grad1[b, y, x, chunk] = acc
 
     @locked
@@ -440,58 +393,25 @@ def gradient_kernels(dtype, vectors: int) -> SimpleNamespace:
         displacement row the row is swept in passes of ``ROWS_PER_PASS`` patch rows, whose weights
         stay in L1 cache, adding into the gradient between passes; with little work per row a single
         pass is cheaper (the column arithmetic is per pass)."""
-        height, width = x1.shape[1], x1.shape[2]
         s = ti.cast(scale, acc_t)
-        dp = g.patch_dilation_w
         period = 1  # smallest period with period * dp divisible by stride_w
-        while (period * dp) % g.stride_w != 0:
+        while (period * g.patch_dilation_w) % g.stride_w != 0:
             period += 1
-        w_step = period * dp // g.stride_w
+        w_step = period * g.patch_dilation_w // g.stride_w
         rows = g.patch_h
         if ROWS_PER_PASS * g.patch_w * vectors >= MIN_PASS_WORK:
             rows = ROWS_PER_PASS
-        for b, y in ti.ndrange(x1.shape[0], height):
-            for row_pass in range((g.patch_h + rows - 1) // rows):
+        for b, y in ti.ndrange(x1.shape[0], x1.shape[1]):
+            for row_pass in range(ti_ceil_div(g.patch_h, rows)):
                 first_row = row_pass * rows
-                for x, chunk in ti.ndrange(width, x1.shape[3]):
+                for x, chunk in ti.ndrange(x1.shape[2], x1.shape[3]):
                     acc = ti.Matrix.zero(acc_t, vectors, LANES)
                     if first_row > 0:  # a later pass: add to the earlier passes' sums
                         acc = grad2[b, y, x, chunk]
                     top = x - g.first_w  # partner column of displacement 0
                     for j in range(g.kernel_w):  # column arithmetic first: it does not depend on the row
-                        # Partner column of displacement pw: x1 = top - pw*dp; its output column
-                        # w = (x1 - base) / stride_w must be a whole number in [0, out_w).
-                        base = g.origin_w + j * g.dilation_w
-                        lo, hi = _inside(width - 1 - top, dp, width, g.patch_w)  # 0 <= x1 < width
-                        lo2, hi2 = _inside(
-                            (g.out_w - 1) * g.stride_w + base - top, dp, g.out_w * g.stride_w, g.patch_w
-                        )  # base <= x1 < base + out_w * stride_w
-                        pw = ti.max(lo, lo2)
-                        hi = ti.min(hi, hi2)
-                        limit = ti.min(hi, pw + period)
-                        while pw < limit and (top - pw * dp - base) % g.stride_w != 0:
-                            pw += 1
-                        if pw < limit:
-                            count = (hi - pw + period - 1) // period
-                            w_first = (top - pw * dp - base) // g.stride_w
-                            for ph in range(first_row, ti.min(g.patch_h, first_row + rows)):
-                                for i in range(g.kernel_h):  # nested loops: ndrange would divide
-                                    y1 = y - g.first_h - ph * g.patch_dilation_h
-                                    h = _output_index(y1, g.origin_h, i, g.dilation_h, g.stride_h, g.out_h)
-                                    if 0 <= y1 < height and h >= 0:
-                                        k = 0
-                                        for T in ti.static(TILES):
-                                            while k + T <= count:
-                                                p0 = pw + k * period
-                                                w0 = w_first - k * w_step
-                                                weight = ti.Vector([
-                                                    ti.cast(grad_out[_pixel_major(g, b, ph, p0 + q * period, h,
-                                                                                  w0 - q * w_step)], acc_t) * s
-                                                    for q in ti.static(range(T))
-                                                ])
-                                                for q in ti.static(range(T)):
-                                                    acc += weight[q] * x1[b, y1, top - (p0 + q * period) * dp, chunk]
-                                                k += T
+                        acc = input2_tap(grad_out, x1, g, acc, b, y, top, j, first_row,
+                                         ti.min(g.patch_h, first_row + rows), chunk, period, w_step, s)
                     grad2[b, y, x, chunk] = acc
 
     return SimpleNamespace(grad_input1=grad_input1, grad_input2=grad_input2)

@@ -14,7 +14,8 @@ import math
 import torch
 from torch import Tensor
 
-from . import _kernels
+from . import _kernel_helpers, _kernels
+from ._geometry import ceil_div
 from ._runtime import TAICHI_DTYPES
 
 #: compute (and accumulation) dtype of each input dtype; Taichi has no bfloat16, and half inputs
@@ -25,7 +26,7 @@ _COMPUTE = {torch.float32: torch.float32, torch.float64: torch.float64,
 
 def _channel_vectors(channels: int) -> int:
     """How many vectors of ``LANES`` channels hold ``channels`` (the last one zero-padded)."""
-    return -(-channels // _kernels.LANES)
+    return ceil_div(channels, _kernel_helpers.LANES)
 
 
 def _cpu_layout(t: Tensor, out: Tensor | None = None) -> Tensor:
@@ -36,10 +37,10 @@ def _cpu_layout(t: Tensor, out: Tensor | None = None) -> Tensor:
     view = t.permute(0, 2, 3, 1)
     batch, height, width, channels = view.shape
     groups = _channel_vectors(channels)
-    if (groups * _kernels.LANES == channels and view.dtype == _COMPUTE[t.dtype] and view.is_contiguous()
-            and _kernels.vector_aligned(view)):
-        return view.view(batch, height, width, groups, _kernels.LANES)
-    return _transposed(t, _COMPUTE[t.dtype], out).view(batch, height, width, groups, _kernels.LANES)
+    if (groups * _kernel_helpers.LANES == channels and view.dtype == _COMPUTE[t.dtype] and view.is_contiguous()
+            and _kernel_helpers.vector_aligned(view)):
+        return view.view(batch, height, width, groups, _kernel_helpers.LANES)
+    return _transposed(t, _COMPUTE[t.dtype], out).view(batch, height, width, groups, _kernel_helpers.LANES)
 
 
 def _transposed(t: Tensor, dtype: torch.dtype, out: Tensor | None = None) -> Tensor:
@@ -48,13 +49,13 @@ def _transposed(t: Tensor, dtype: torch.dtype, out: Tensor | None = None) -> Ten
     contiguous ``t`` of ``dtype`` whose planes (``prod(S)`` elements) are whole vectors, a torch copy
     otherwise.  Written into ``out`` (a contiguous buffer of that size) where given."""
     batch, rows, *plane = t.shape
-    lanes, columns = _kernels.LANES, math.prod(plane)
+    lanes, columns = _kernel_helpers.LANES, math.prod(plane)
     padded = _channel_vectors(rows) * lanes
     if out is None:
         out = torch.empty((batch, *plane, padded), dtype=dtype, device=t.device)
     else:
         out = out.view(batch, *plane, padded)
-    if t.dtype == dtype and columns % lanes == 0 and t.is_contiguous() and _kernels.vector_aligned(t):
+    if t.dtype == dtype and columns % lanes == 0 and t.is_contiguous() and _kernel_helpers.vector_aligned(t):
         _kernels.correlation_kernels(TAICHI_DTYPES[dtype]).transpose(
             t.view(batch, rows, columns // lanes, lanes),
             out.view(batch, columns // lanes, lanes, padded // lanes, lanes))
@@ -70,11 +71,11 @@ def _cpu_gradient(like: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     of ``LANES``, else a view of the padded buffer the kernels write (copied out at the end)."""
     batch, channels, height, width = like.shape
     groups = _channel_vectors(channels)
-    buffer = torch.empty((batch, height, width, groups * _kernels.LANES), dtype=dtype, device=like.device)
-    return buffer[..., :channels].permute(0, 3, 1, 2), buffer.view(batch, height, width, groups, _kernels.LANES)
+    buffer = torch.empty((batch, height, width, groups * _kernel_helpers.LANES), dtype=dtype, device=like.device)
+    return buffer[..., :channels].permute(0, 3, 1, 2), buffer.view(batch, height, width, groups, _kernel_helpers.LANES)
 
 
 def _pixel_major(grad: Tensor) -> Tensor:
     """The output gradient ``(B, P, N)`` (``P`` displacements, ``N`` output pixels) as the CPU gradient
-    kernels read it: flattened ``(B, N, P)`` with rows padded to :func:`._kernels.pixel_major_row`."""
+    kernels read it: flattened ``(B, N, P)`` with rows padded to :func:`._kernel_helpers.pixel_major_row`."""
     return _transposed(grad, grad.dtype).view(-1)

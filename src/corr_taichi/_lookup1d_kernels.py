@@ -23,49 +23,9 @@ Kernels come from factories cached per compute dtype and radius, which they clos
 
 import functools
 
-from ._kernels import LANES  # the feature maps come in the core op's CPU layout of LANES-channel vectors
+from ._kernel_helpers import LANES, lookup_helpers  # feature maps: the core op's CPU layout of LANES vectors
 from ._runtime import locked, ti
 
-
-
-@functools.cache
-def _common(dtype, radius: int):
-    """The per-pixel helpers shared by both kernel families."""
-    taps = 2 * radius + 2  # whole columns read per pixel
-
-    @ti.func
-    def window(x, width):
-        """The first of the ``2R + 2`` columns around ``x`` and the blend weight ``t``.  A coordinate so far
-        outside that no column is inside the row (or an infinite one) reads nothing: it is clamped, with
-        ``t = 0``, before it becomes an int."""
-        p0 = ti.floor(x)
-        t = x - p0
-        low, high = ti.cast(-2 * radius - 2, dtype), ti.cast(width + radius + 1, dtype)
-        if p0 < low or p0 > high:
-            p0 = low
-            t = ti.cast(0, dtype)
-        return ti.cast(p0, ti.i32) - radius, t
-
-    @ti.func
-    def blend_weights(grad_out: ti.template(), b, h, w, t):
-        """Weight of column ``j`` in the output gradient's sum: ``(1 - t) g[j] + t g[j - 1]``."""
-        weights = ti.Vector.zero(dtype, taps)
-        for j in ti.static(range(taps)):
-            if ti.static(j < taps - 1):
-                weights[j] += (1 - t) * ti.cast(grad_out[b, j, h, w], dtype)
-            if ti.static(j > 0):
-                weights[j] += t * ti.cast(grad_out[b, j - 1, h, w], dtype)
-        return weights
-
-    @ti.func
-    def slope(grad_out: ti.template(), b, h, w, values: ti.template()):
-        """The coordinate's gradient: ``sum_k g[k] (v[k + 1] - v[k])``."""
-        acc = ti.cast(0, dtype)
-        for k in ti.static(range(taps - 1)):
-            acc += ti.cast(grad_out[b, k, h, w], dtype) * (values[k + 1] - values[k])
-        return acc
-
-    return window, blend_weights, slope
 
 
 @functools.cache
@@ -73,7 +33,7 @@ def volume_kernels(dtype, radius: int):
     """Lookup in a precomputed volume ``(B, H, W1, W2)`` at coordinates ``(B, H, W1)``: ``forward`` into
     ``(B, 2R + 1, H, W1)``, ``grad_volume`` and ``grad_coords``."""
     taps = 2 * radius + 2
-    window, blend_weights, slope = _common(dtype, radius)
+    window, blend_weights, slope = lookup_helpers(dtype, radius)
     nd3, nd4 = ti.types.ndarray(ndim=3), ti.types.ndarray(ndim=4)
 
     @ti.func
@@ -124,7 +84,7 @@ def feature_kernels(dtype, radius: int):
     ``grad_coords``.  The feature maps are channels-last vectors, ``(B, H, W, C / LANES)`` of ``LANES``
     channels (zero-padded), so that every channel loop runs on whole vectors accumulated in registers."""
     taps = 2 * radius + 2
-    window, blend_weights, slope = _common(dtype, radius)
+    window, blend_weights, slope = lookup_helpers(dtype, radius)
     nd3, nd4 = ti.types.ndarray(ndim=3), ti.types.ndarray(ndim=4)
     vectors = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
 

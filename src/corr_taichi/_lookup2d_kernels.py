@@ -29,8 +29,7 @@ annotations as objects.)
 
 import functools
 
-from ._kernels import LANES, _partner_dots
-from ._lookup1d_kernels import _common
+from ._kernel_helpers import LANES, lookup_helpers, partner_dots, ti_ceil_div
 from ._runtime import locked, ti
 
 #: a row's dot products are computed in tiles of this many neighbouring pixels, which share each load
@@ -53,7 +52,7 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
     chunk = CHUNK if cpu else 1
     taps = 2 * radius + 2  # whole pixels per window side
     side = taps - 1  # offsets per side
-    window = _common(dtype, radius)[0]
+    window = lookup_helpers(dtype, radius)[0]
     nd3, nd4 = ti.types.ndarray(ndim=3), ti.types.ndarray(ndim=4)
     vectors = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
 
@@ -68,7 +67,7 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
         dots = ti.Vector.zero(dtype, taps)
         if 0 <= row and row < fmap2.shape[1]:
             for t in ti.static(range(taps // PARTNERS)):
-                pair = _partner_dots(fmap1, fmap2, b, h, w, row, x0 + t * PARTNERS, 1, PARTNERS, dtype)
+                pair = partner_dots(fmap1, fmap2, b, h, w, row, x0 + t * PARTNERS, 1, PARTNERS, dtype)
                 for i in ti.static(range(PARTNERS)):
                     dots[t * PARTNERS + i] = pair[i]
         return dots
@@ -160,7 +159,7 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
         channel vectors at a time accumulated in registers (outside ``fmap2`` the weights are zero and the
         reads clamped; past the last vector the reads repeat it and are not stored)."""
         last_x, last_v = fmap2.shape[2] - 1, grad.shape[3] - 1
-        for c in range((grad.shape[3] + chunk - 1) // chunk):
+        for c in range(ti_ceil_div(grad.shape[3], chunk)):
             v0 = c * chunk
             acc = ti.Matrix.zero(dtype, chunk, LANES)
             for j in range(taps):
@@ -214,7 +213,7 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
         rows, columns = grad.shape[1] + taps - 1, grad.shape[2] + taps - 1
         last_v = grad.shape[3] - 1
         for b, y, x in ti.ndrange(grad.shape[0], grad.shape[1], grad.shape[2]):
-            for c in range((grad.shape[3] + chunk - 1) // chunk):  # chunk vectors at a time, in registers
+            for c in range(ti_ceil_div(grad.shape[3], chunk)):  # chunk vectors at a time, in registers
                 v0 = c * chunk
                 acc = ti.Matrix.zero(dtype, chunk, LANES)
                 for j in range(taps):

@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from . import _gpu_kernels, _kernels, _pixel_tile_kernels, _row_path
+from . import _gpu_kernels, _kernel_helpers, _kernels, _pixel_tile_kernels, _row_path
 from ._dispatch import CPU_ARCHS, Piece, Plan, force_paths, gradient_format, pieces_of, plan, record
 from ._geometry import Geometry
 from ._layouts import _COMPUTE, _cpu_gradient, _cpu_layout, _pixel_major
@@ -32,11 +32,11 @@ def _as_gradients(needed, grads, fmt: torch.memory_format) -> tuple[Tensor, Tens
                  for (need, x, _), grad in zip(needed, grads))
 
 
-@functools.lru_cache(maxsize=_kernels.STRUCT_CACHE_SIZE)
+@functools.lru_cache(maxsize=_kernel_helpers.STRUCT_CACHE_SIZE)
 def _launch_struct(geometry: Geometry):
     """The kernels' struct of ``geometry``, built once per geometry: building a Taichi struct costs tens
     of microseconds of Python, a launch's largest fixed cost after the launch itself."""
-    return struct(_kernels.GeometryStruct, **dataclasses.asdict(geometry))
+    return struct(_kernel_helpers.GeometryStruct, **dataclasses.asdict(geometry))
 
 
 def _windowed_forward(out: Tensor, g: Geometry, tap: Geometry, scale: float, height: int, width: int,
@@ -228,7 +228,7 @@ def correlation_backward_op(
                 partners.append(functools.partial(_cpu_layout, other.to(device), copy))
             elif need:
                 partners.append(layout(other.to(device)))
-                fresh = _kernels.separate_memory(partners[-1], other)
+                fresh = _kernel_helpers.separate_memory(partners[-1], other)
                 copy = partners[-1] if p.on_cpu and fresh and len(p.pieces) == 1 else None
             else:
                 partners.append(None)

@@ -22,7 +22,8 @@ one pixel at a time and the gradients test each pixel's displacements.
 import functools
 from types import SimpleNamespace
 
-from ._kernels import LANES, GeometryStruct, _flat, _inside, _output_index, _partner_dots, _row_sums
+from ._kernel_helpers import (LANES, GeometryStruct, flat_index, inside_range, output_index, partner_dots, row_sums,
+                              ti_ceil_div)
 from ._runtime import locked, ti
 
 #: the forward's tile: output pixels x displacements (measured on FlowNetC: 4 x 4 beat 2 x 8 and 8 x 2;
@@ -53,7 +54,7 @@ def _forward_tile(x1: ti.template(), x2: ti.template(), b, y1, y2, x0, c0, step,
         for i in ti.static(range(P)):
             for u in ti.static(range(T)):
                 acc[i * T + u, :] += a[i] * c[i + u]
-    return _row_sums(acc)
+    return row_sums(acc)
 
 
 @functools.cache
@@ -63,6 +64,36 @@ def forward_kernel(dtype):
     vectors = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
     P, T = FORWARD_TILE
 
+    @ti.func
+    def pixels_at(x1: ti.template(), x2: ti.template(), out: ti.template(), g: ti.template(), b, y1, y2, rows_inside,
+                  row, w0, pixels, s):
+        """Output row ``row`` (flat start), at the ``pixels`` (at most ``P``) columns ``w0 + i * dp`` and
+        every displacement: in tiles of ``T`` displacements and then single ones, each a tile of ``P``
+        pixels where all of its columns are inside the image, else one pixel at a time."""
+        width = x1.shape[2]
+        plane = g.out_h * g.out_w
+        dp = g.patch_dilation_w
+        x0 = w0 + g.origin_w  # input1 column of the first pixel
+        p = 0
+        for Tn in ti.static((T, 1)):
+            while p + Tn <= g.patch_w:  # the displacements p .. p + Tn - 1
+                c0 = x0 + g.first_w + p * dp  # partner column of the first pixel's first one
+                if (rows_inside and pixels == P and 0 <= x0 and x0 + (P - 1) * dp < width
+                        and 0 <= c0 and c0 + (P + Tn - 2) * dp < width):
+                    sums = _forward_tile(x1, x2, b, y1, y2, x0, c0, dp, P, Tn, dtype)
+                    for i in ti.static(range(P)):
+                        for q in ti.static(range(Tn)):
+                            out[row + (p + q) * plane + w0 + i * dp] = sums[i * Tn + q] * s
+                else:
+                    for i in range(pixels):
+                        xa = x0 + i * dp
+                        total = ti.Vector.zero(dtype, Tn)
+                        if rows_inside and 0 <= xa < width:
+                            total = partner_dots(x1, x2, b, y1, xa, y2, xa + g.first_w + p * dp, dp, Tn, dtype)
+                        for q in ti.static(range(Tn)):
+                            out[row + (p + q) * plane + w0 + i * dp] = total[q] * s
+                p += Tn
+
     @locked
 
     @ti.kernel
@@ -70,44 +101,20 @@ def forward_kernel(dtype):
                 acc_t: ti.template()):
         """One task per (batch, patch row, output row), as in :mod:`._kernels`' forward; the row's pixels
         in tiles of ``P`` pixels ``dp`` apart (one phase of the row after another), each tile's
-        displacements in tiles of ``T`` and then single ones.  A tile with a partner column outside the
-        image goes one pixel at a time, testing the ends of its displacement tile."""
-        height, width = x1.shape[1], x1.shape[2]
+        displacements in tiles of ``T`` and then single ones (:func:`pixels_at`)."""
+        height = x1.shape[1]
         s = ti.cast(scale, acc_t)
-        plane = g.out_h * g.out_w
         dp = g.patch_dilation_w
         for b, ph, h in ti.ndrange(x1.shape[0], g.patch_h, g.out_h):
-            row = _flat(g, b, ph, 0, h, 0)
+            row = flat_index(g, b, ph, 0, h, 0)
             y1 = h * g.stride_h + g.origin_h
             y2 = y1 + g.first_h + ph * g.patch_dilation_h
             rows_inside = 0 <= y1 < height and 0 <= y2 < height
             for phase in range(ti.min(dp, g.out_w)):
-                n = (g.out_w - phase + dp - 1) // dp  # the phase's output columns: phase + t * dp
+                n = ti_ceil_div(g.out_w - phase, dp)  # the phase's output columns: phase + t * dp
                 t = 0
                 while t < n:
-                    pixels = ti.min(P, n - t)
-                    w0 = phase + t * dp
-                    x0 = w0 + g.origin_w  # input1 column of the tile's first pixel
-                    p = 0
-                    for Tn in ti.static((T, 1)):
-                        while p + Tn <= g.patch_w:  # the displacements p .. p + Tn - 1
-                            c0 = x0 + g.first_w + p * dp  # partner column of the first pixel's first one
-                            if (rows_inside and pixels == P and 0 <= x0 and x0 + (P - 1) * dp < width
-                                    and 0 <= c0 and c0 + (P + Tn - 2) * dp < width):
-                                sums = _forward_tile(x1, x2, b, y1, y2, x0, c0, dp, P, Tn, acc_t)
-                                for i in ti.static(range(P)):
-                                    for q in ti.static(range(Tn)):
-                                        out[row + (p + q) * plane + w0 + i * dp] = sums[i * Tn + q] * s
-                            else:
-                                for i in range(pixels):
-                                    xa = x0 + i * dp
-                                    total = ti.Vector.zero(acc_t, Tn)
-                                    if rows_inside and 0 <= xa < width:
-                                        total = _partner_dots(x1, x2, b, y1, xa, y2, xa + g.first_w + p * dp, dp, Tn,
-                                                              acc_t)
-                                    for q in ti.static(range(Tn)):
-                                        out[row + (p + q) * plane + w0 + i * dp] = total[q] * s
-                            p += Tn
+                    pixels_at(x1, x2, out, g, b, y1, y2, rows_inside, row, phase + t * dp, ti.min(P, n - t), s)
                     t += P
 
     return forward
@@ -133,26 +140,26 @@ def _pixel_tile(grad_out: ti.template(), partner: ti.template(), target: ti.temp
     w_first, w_sign = 0, 1  # output gradient index of ascending displacement u: w_first + w_sign * u
     if dp < 0:
         w_first, w_sign = g.patch_w - 1, -1
-    row = (g.patch_h * g.patch_w + LANES - 1) // LANES * LANES  # of the pixel-major output gradient
+    row = ti_ceil_div(g.patch_h * g.patch_w, LANES) * LANES  # of the pixel-major output gradient
     count = g.patch_w + P - 1
     start, col_step = first + lowest, step
     if ti.static(mirror):
         start, col_step = first - lowest + (P - 1) * step, -step
-    lo, hi = _inside(start, col_step, width, count)
-    h_own = _output_index(y, g.origin_h, 0, 1, g.stride_h, g.out_h)
+    lo, hi = inside_range(start, col_step, width, count)
+    h_own = output_index(y, g.origin_h, 0, 1, g.stride_h, g.out_h)
     w_own = first - g.origin_w  # input1's gradient: the targets' output columns must all exist
     own = True
     if ti.static(not mirror):
         own = h_own >= 0 and w_own >= 0 and w_own + (P - 1) * step < g.out_w
     if ti.static(mirror):  # input2's gradient: so must the partners'
-        lo2, hi2 = _inside(start - g.origin_w, col_step, g.out_w, count)
+        lo2, hi2 = inside_range(start - g.origin_w, col_step, g.out_w, count)
         lo, hi = ti.max(lo, lo2), ti.min(hi, hi2)
     acc = [ti.Matrix.zero(acc_t, V, LANES) for _ in ti.static(range(P))]
     for ph in range(g.patch_h):
         yp, h = y + g.first_h + ph * g.patch_dilation_h, h_own
         if ti.static(mirror):
             yp = y - g.first_h - ph * g.patch_dilation_h
-            h = _output_index(yp, g.origin_h, 0, 1, g.stride_h, g.out_h)
+            h = output_index(yp, g.origin_h, 0, 1, g.stride_h, g.out_h)
         if own and h >= 0 and 0 <= yp < height:
             for j in range(lo, hi):
                 col = start + j * col_step
@@ -166,18 +173,27 @@ def _pixel_tile(grad_out: ti.template(), partner: ti.template(), target: ti.temp
                 else:  # displacement u = j - i of pixel i's row
                     base = ((b * g.out_h + h) * g.out_w + w_own) * row + ph * g.patch_w + w_first + w_sign * j
                     per_pixel = step * row - w_sign
-                if P - 1 <= j < g.patch_w:
-                    for i in ti.static(range(P)):
-                        acc[i] += ti.cast(grad_out[base + i * per_pixel], acc_t) * value
-                else:
-                    for i in ti.static(range(P)):
-                        u = j - i
-                        if ti.static(mirror):
-                            u = j - P + 1 + i
-                        if 0 <= u < g.patch_w:
-                            acc[i] += ti.cast(grad_out[base + i * per_pixel], acc_t) * value
+                _add_weighted(acc, grad_out, base, per_pixel, value, j, g.patch_w, P, mirror, acc_t)
     for i in ti.static(range(P)):
         target[b, y, first + i * step, chunk] = acc[i] * s
+
+
+@ti.func
+def _add_weighted(acc: ti.template(), grad_out: ti.template(), base, per_pixel, value, j, patch_w, P: ti.template(),
+                  mirror: ti.template(), acc_t: ti.template()):
+    """``acc[i] += grad_out[base + i * per_pixel] * value`` for the target pixels ``i`` that partner column
+    ``j`` feeds (see :func:`_pixel_tile`): all ``P`` of them for ``P - 1 <= j < patch_w``, the pixels whose
+    displacement lies in the patch row at either end."""
+    if P - 1 <= j < patch_w:
+        for i in ti.static(range(P)):
+            acc[i] += ti.cast(grad_out[base + i * per_pixel], acc_t) * value
+    else:
+        for i in ti.static(range(P)):
+            u = j - i
+            if ti.static(mirror):
+                u = j - P + 1 + i
+            if 0 <= u < patch_w:
+                acc[i] += ti.cast(grad_out[base + i * per_pixel], acc_t) * value
 
 
 @ti.func
@@ -208,7 +224,7 @@ def gradient_kernels(dtype, vectors: int, pixels: int) -> SimpleNamespace:
             width = target.shape[2]
             for b, y in ti.ndrange(target.shape[0], target.shape[1]):
                 for phase in range(ti.min(step, width)):
-                    n = (width - phase + step - 1) // step  # the phase's pixels: phase + t * step
+                    n = ti_ceil_div(width - phase, step)  # the phase's pixels: phase + t * step
                     t = 0
                     while t + pixels <= n:
                         first = phase + t * step

@@ -34,7 +34,7 @@ and per ``phase`` (0 to ``LANES - 1``; a network's patch sizes and paddings use 
 import functools
 from types import SimpleNamespace
 
-from ._kernels import LANES, _output_index
+from ._kernel_helpers import LANES, output_index
 from ._runtime import locked, ti
 
 
@@ -185,11 +185,35 @@ def _pair_products(x1: ti.template(), x2: ti.template(), acc_a: ti.template(), a
 
 
 @ti.func
+def _vector_products(x1: ti.template(), x2: ti.template(), acc_a: ti.template(), acc_b: ti.template(), b, ya, yb,
+                     y2, v, k, inside_a, inside_b, slots: ti.template(), phase: ti.template(), acc_t: ti.template()):
+    """The forward's products of output vector ``v`` and window ``k`` for the rows of the pair that lie
+    inside the image: both (:func:`_pair_products`), or the one inside (computed into ``acc_a``, moved to
+    ``acc_b`` where it is ``yb``); partner vectors unchecked where all of them are inside the image."""
+    interior = _vectors_inside(x2, v + k, slots, phase)
+    if inside_a and inside_b:
+        if interior:
+            _pair_products(x1, x2, acc_a, acc_b, b, ya, yb, y2, v, k, True, False, slots, phase, acc_t)
+        else:
+            _pair_products(x1, x2, acc_a, acc_b, b, ya, yb, y2, v, k, True, True, slots, phase, acc_t)
+    elif inside_a or inside_b:  # one of the pair
+        y1 = ya if inside_a else yb
+        if interior:
+            _pair_products(x1, x2, acc_a, acc_b, b, y1, y1, y2, v, k, False, False, slots, phase, acc_t)
+        else:
+            _pair_products(x1, x2, acc_a, acc_b, b, y1, y1, y2, v, k, False, True, slots, phase, acc_t)
+        if not inside_a:
+            for slot in ti.static(range(slots)):
+                acc_b[slot] = acc_a[slot]
+                acc_a[slot] = ti.Vector.zero(acc_t, LANES)
+
+
+@ti.func
 def _input1_block(weights: ti.template(), x2: ti.template(), target: ti.template(), b, c, y, v, g: ti.template(),
                   s, slots: ti.template(), phase: ti.template(), block: ti.template(), acc_t: ti.template()):
     """``target[b, c + i, y, v]`` for the ``block`` channels from ``c`` (see ``grad_input1``)."""
     height = target.shape[2]
-    h = _output_index(y, g.origin_h, 0, 1, g.stride_h, g.out_h)
+    h = output_index(y, g.origin_h, 0, 1, g.stride_h, g.out_h)
     k_lo, k_hi = _windows(g)
     acc = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(block))]
     for ph in range(g.patch_h):
@@ -242,7 +266,7 @@ def _input2_vector(weights: ti.template(), x1p: ti.template(), target: ti.templa
         target[b, c, y, v] = ti.Vector.zero(acc_t, LANES)
     for ph in range(g.patch_h):
         y1 = y - g.first_h - ph * g.patch_dilation_h
-        h = _output_index(y1, g.origin_h, 0, 1, g.stride_h, g.out_h)
+        h = output_index(y1, g.origin_h, 0, 1, g.stride_h, g.out_h)
         if 0 <= y1 < height and h >= 0:
             for k in range(k_lo, k_hi):
                 j = v - k  # the vectors are output vectors j - 2 (where some slot spills), j - 1 and j
@@ -307,24 +331,8 @@ def row_kernels(dtype) -> SimpleNamespace:
                 for v in range(out.shape[4]):
                     acc_a = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(slots))]
                     acc_b = [ti.Vector.zero(acc_t, LANES) for _ in ti.static(range(slots))]
-                    interior = _vectors_inside(x2, v + k, slots, phase)
-                    if inside_a and inside_b:
-                        if interior:
-                            _pair_products(x1, x2, acc_a, acc_b, b, ya, yb, y2, v, k, True, False, slots, phase, acc_t)
-                        else:
-                            _pair_products(x1, x2, acc_a, acc_b, b, ya, yb, y2, v, k, True, True, slots, phase, acc_t)
-                    elif inside_a or inside_b:  # one of the pair
-                        y1 = ya if inside_a else yb
-                        if interior:
-                            _pair_products(x1, x2, acc_a, acc_b, b, y1, y1, y2, v, k, False, False, slots, phase,
-                                           acc_t)
-                        else:
-                            _pair_products(x1, x2, acc_a, acc_b, b, y1, y1, y2, v, k, False, True, slots, phase,
-                                           acc_t)
-                        if not inside_a:
-                            for slot in ti.static(range(slots)):
-                                acc_b[slot] = acc_a[slot]
-                                acc_a[slot] = ti.Vector.zero(acc_t, LANES)
+                    _vector_products(x1, x2, acc_a, acc_b, b, ya, yb, y2, v, k, inside_a, inside_b, slots, phase,
+                                     acc_t)
                     if valid_a:
                         _store_windows(out, acc_a, b, p, ha, v, k, s_lo, s_hi, g, s, slots)
                     if valid_b:

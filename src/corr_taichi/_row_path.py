@@ -19,12 +19,12 @@ import functools
 import torch
 from torch import Tensor
 
-from . import _kernels, _row_kernels
+from . import _kernel_helpers, _row_kernels
 from ._geometry import Geometry, ceil_div
 from ._layouts import _transposed
 from ._runtime import MAX_ELEMENTS, TAICHI_DTYPES, struct
 
-LANES = _kernels.LANES
+LANES = _kernel_helpers.LANES
 
 
 def _vectors(columns: int) -> int:
@@ -92,7 +92,8 @@ class RowLayout:
 
     def padded_output_grad(self, grad_out: Tensor, g: Geometry) -> Tensor:
         """The output gradient with rows of whole vectors (zeros beyond ``out_w``)."""
-        if self.out_vectors * LANES == g.out_w and grad_out.is_contiguous() and _kernels.vector_aligned(grad_out):
+        aligned = grad_out.is_contiguous() and _kernel_helpers.vector_aligned(grad_out)
+        if self.out_vectors * LANES == g.out_w and aligned:
             return grad_out
         out = grad_out.new_zeros(grad_out.shape[:-1] + (self.out_vectors * LANES,))
         out[..., :g.out_w] = grad_out
@@ -115,7 +116,7 @@ def _shifted(x: Tensor, dtype: torch.dtype, shift: int, lo: int, hi: int, column
     x = _nchw_rows(x, dtype)
     channels = x.shape[1] if channels is None else channels
     width = x.shape[3]
-    same_layout = x.dtype == dtype and x.is_contiguous() and _kernels.vector_aligned(x)
+    same_layout = x.dtype == dtype and x.is_contiguous() and _kernel_helpers.vector_aligned(x)
     if same_layout and (shift, lo, hi, columns, channels) == (0, 0, width, width, x.shape[1]):
         return x
     out = x.new_empty((x.shape[0], channels, x.shape[2], columns), dtype=dtype)
@@ -139,7 +140,7 @@ def _nchw_rows(x: Tensor, dtype: torch.dtype) -> Tensor:
     return _transposed(x.permute(0, 2, 3, 1).reshape(batch, height * width, channels), dtype).view(x.shape)
 
 
-@functools.lru_cache(maxsize=_kernels.STRUCT_CACHE_SIZE)
+@functools.lru_cache(maxsize=_kernel_helpers.STRUCT_CACHE_SIZE)
 def _struct(g: Geometry, lead: int, step: int):
     """The row kernels' struct, built once per geometry (see :func:`._op._launch_struct`)."""
     return struct(
