@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("after", nargs="?", help="a commit (default: the working tree)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", help="write the result here")
-    parser.add_argument("bench_args", nargs=argparse.REMAINDER, help="after --: arguments for the benchmark tool")
-    args = parser.parse_args(argv)
-    bench_args = [a for a in args.bench_args if a != "--"]
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index("--") if "--" in argv else len(argv)  # after --: arguments for the benchmark tool
+    args, bench_args = parser.parse_args(argv[:split]), argv[split + 1:]
     with tempfile.TemporaryDirectory() as tmp:
         sides = {}
         for name, rev in (("before", args.before), ("after", args.after)):
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     after_provenance = runs["after"][0]["provenance"]
     result = {
         "question": "does the benchmark tool's default command run slower after the change than before?",
-        "command": " ".join(["python benchmarks/before_after.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python benchmarks/before_after.py", *argv]),
         "bench_command": " ".join(["python -m corr_taichi.bench", *bench_args]),
         "before": {"commit": sides["before"][1] or after_provenance["commit"]},
         "after": {"commit": sides["after"][1] or after_provenance["commit"]},
