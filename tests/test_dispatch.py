@@ -99,10 +99,10 @@ def test_every_path_is_in_the_table():
                                              (dict(patch_size=81), (1, 8, 512, 1024), 2**31 - 1),
                                              (dict(kernel_size=3, patch_size=(9, 5), padding=1), (5, 64, 300, 400),
                                               10**7)])
-def test_pieces_tile_the_call_below_the_limit(cfg, shape, limit, monkeypatch):
+def test_pieces_tile_the_call_below_the_limit(cfg, shape, limit, force_paths):
     """The pieces cover every image x patch row once, each below the limit, their geometry that of
     their patch rows; a window's products are counted where they are taken."""
-    monkeypatch.setattr(_dispatch, "MAX_ELEMENTS", limit)
+    force_paths(max_elements=limit)
     batch, channels, height, width = shape
     g = sampler_geometry(height, width, **cfg)
     pieces = _dispatch.pieces_of(g, *shape)
@@ -113,17 +113,24 @@ def test_pieces_tile_the_call_below_the_limit(cfg, shape, limit, monkeypatch):
         images = piece.images.stop - piece.images.start
         sizes = [images * channels * height * width, images * piece.geometry.patch_h * piece.geometry.patch_w
                  * max(g.out_h * g.out_w, height * width if piece.window_sums else 0)]
-        assert max(sizes) <= _dispatch.MAX_ELEMENTS
+        assert max(sizes) <= limit
         assert piece.geometry.patch_h == piece.rows.stop - piece.rows.start
         assert piece.geometry.first_h == g.first_h + piece.rows.start * g.patch_dilation_h
     assert covered.eq(1).all()
 
 
-def test_what_cannot_be_split_is_refused(monkeypatch):
-    monkeypatch.setattr(_dispatch, "MAX_ELEMENTS", 100)
+def test_what_cannot_be_split_is_refused(force_paths):
+    force_paths(max_elements=100)
     g = sampler_geometry(8, 8, patch_size=3)
     with pytest.raises(NotImplementedError, match="2\\*\\*31"):
         _dispatch.plan(g, (1, 2, 8, 8), "vulkan")
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2**31, 1.5, "100"])
+def test_the_override_refuses_a_bad_limit(bad):
+    with pytest.raises(TypeError, match="max_elements"):
+        with _dispatch.force_paths(max_elements=bad):
+            pass
 
 
 def test_the_backend_is_asked_only_for_calls_with_work():

@@ -137,11 +137,11 @@ SPLIT_CASES = [
 
 
 @pytest.mark.parametrize("shape,cfg,limit", SPLIT_CASES)
-def test_calls_split_below_the_index_limit_match_the_reference(monkeypatch, shape, cfg, limit):
+def test_calls_split_below_the_index_limit_match_the_reference(force_paths, shape, cfg, limit):
     a, b = _pair(7, shape, torch.float64, requires_grad=True)
     expected = reference.correlation(a, b, **cfg)
     want = torch.autograd.grad(expected, (a, b), torch.ones_like(expected))
-    monkeypatch.setattr(_dispatch, "MAX_ELEMENTS", limit)
+    force_paths(max_elements=limit)
     geometry = sampler_geometry(shape[2], shape[3], **cfg)
     assert len(_dispatch.pieces_of(geometry, *shape)) > 1
     out = corr_taichi.correlation(a, b, **cfg)
@@ -151,8 +151,8 @@ def test_calls_split_below_the_index_limit_match_the_reference(monkeypatch, shap
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
 
 
-def test_split_refuses_what_cannot_be_split(monkeypatch):
-    monkeypatch.setattr(_dispatch, "MAX_ELEMENTS", 100)
+def test_split_refuses_what_cannot_be_split(force_paths):
+    force_paths(max_elements=100)
     a, b = _pair(0, (1, 2, 8, 8))  # one image holds 128 elements
     with pytest.raises(NotImplementedError, match="2\\*\\*31"):
         corr_taichi.correlation(a, b, patch_size=3)

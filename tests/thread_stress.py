@@ -70,9 +70,9 @@ def _call(name: str, x1: torch.Tensor, x2: torch.Tensor, cfg: dict, ours: bool) 
     return (corr_taichi.correlation if ours else reference.correlation)(x1, x2, **cfg)
 
 
-def _check(index: int, call: int, failures: list[str]) -> None:
+def _check(index: int, call: int, failures: list[str], dtypes: tuple) -> None:
     name, shape, cfg = CASES[(index + call) % len(CASES)]
-    dtype = DTYPES[(index * 7 + call) % len(DTYPES)]
+    dtype = dtypes[(index * 7 + call) % len(dtypes)]
     gen = torch.Generator().manual_seed(1000 * index + call)
     x1, x2 = (torch.randn(shape, dtype=torch.float64, generator=gen) for _ in range(2))
     a, b = (x.to(dtype).requires_grad_() for x in (x1, x2))
@@ -90,7 +90,8 @@ def _check(index: int, call: int, failures: list[str]) -> None:
             failures.append(f"thread {index} call {call}: {name} {dtype} {what}: max error {err}, tolerance {tol}")
 
 
-def main() -> int:
+def main(dtypes: tuple = tuple(DTYPES)) -> int:
+    """The stress over ``dtypes`` (default: all three); the exit status."""
     failures: list[str] = []
     checked = [0] * THREADS
     start = threading.Barrier(THREADS)
@@ -99,7 +100,7 @@ def main() -> int:
         start.wait()  # every thread's first call at once: the process's first call is contended
         for call in range(CALLS):
             try:
-                _check(index, call, failures)
+                _check(index, call, failures, dtypes)
             except Exception as error:  # reported, and counted as a failed call
                 failures.append(f"thread {index} call {call}: {type(error).__name__}: {error}")
             checked[index] += 1

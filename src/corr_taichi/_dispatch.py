@@ -66,6 +66,9 @@ class Forced:
     row_path: bool | None = None
     #: GPU: every call takes the simple kernels instead of the tiled ones
     gpu_simple: bool = False
+    #: the element count that calls are split below, in place of Taichi's index limit (tests of the
+    #: splitting, on small inputs); ``None``: :data:`MAX_ELEMENTS`
+    max_elements: int | None = None
 
 
 _FORCED: contextvars.ContextVar[Forced] = contextvars.ContextVar("corr_taichi_forced_paths", default=Forced())
@@ -78,12 +81,15 @@ def forced() -> Forced:
 
 
 @contextlib.contextmanager
-def force_paths(*, row_path: bool | None = None, gpu_simple: bool = False) -> Iterator[Forced]:
+def force_paths(*, row_path: bool | None = None, gpu_simple: bool = False, max_elements: int | None = None
+                ) -> Iterator[Forced]:
     """Within this block, the op takes the paths named (see :class:`Forced`); for tests and benchmarks."""
     if row_path not in (None, True, False) or not isinstance(gpu_simple, bool):
         raise TypeError(f"force_paths: row_path must be None, True or False and gpu_simple a bool, got "
                         f"{row_path!r} and {gpu_simple!r}")
-    token = _FORCED.set(Forced(row_path, gpu_simple))
+    if max_elements is not None and (not isinstance(max_elements, int) or not 0 < max_elements <= MAX_ELEMENTS):
+        raise TypeError(f"force_paths: max_elements must be None or an int in 1..{MAX_ELEMENTS}, got {max_elements!r}")
+    token = _FORCED.set(Forced(row_path, gpu_simple, max_elements))
     try:
         yield _FORCED.get()
     finally:
@@ -246,23 +252,25 @@ def chunk_vectors(groups: int) -> int:
 
 def pieces_of(g: Geometry, batch: int, channels: int, height: int, width: int) -> list[Piece]:
     """The call as pieces of whole images x consecutive patch rows whose tensors (input images, output,
-    per-pixel products) each hold at most :data:`MAX_ELEMENTS` elements, so that no index wraps.  One
+    per-pixel products) each hold at most :data:`MAX_ELEMENTS` elements (or the override's
+    ``max_elements``), so that no index wraps.  One
     piece for any ordinary call.  The output slice of a piece is contiguous: a piece has all patch rows
     or a single image.  Raises ``NotImplementedError`` where one image or one patch row is too large."""
+    limit = forced().max_elements or MAX_ELEMENTS
     # one patch row of one image: of the output, and of the per-pixel products where the op takes them
     products = _tap(g, height, width) is not g
     per_row = g.patch_w * max(g.out_h * g.out_w, height * width if products else 0)
     image = channels * height * width
-    if max(image, per_row) > MAX_ELEMENTS:
+    if max(image, per_row) > limit:
         raise NotImplementedError(
             f"correlation: one image of the input ({image} elements) or one row of displacements of the "
             f"output ({per_row} elements) exceeds 2**31 - 1 elements, which Taichi cannot index; use a "
             f"smaller image or fewer channels"
         )
-    rows = min(g.patch_h, MAX_ELEMENTS // max(per_row, 1))
+    rows = min(g.patch_h, limit // max(per_row, 1))
     images = 1
     if rows == g.patch_h:
-        images = max(1, min(batch, MAX_ELEMENTS // max(image, per_row * g.patch_h, 1)))
+        images = max(1, min(batch, limit // max(image, per_row * g.patch_h, 1)))
     if (images, rows) == (batch, g.patch_h):
         return [_piece(g, slice(0, batch), slice(0, g.patch_h), height, width)]
     return [
