@@ -101,11 +101,13 @@ def test_every_path_is_in_the_table():
                                               10**7)])
 def test_pieces_tile_the_call_below_the_limit(cfg, shape, limit, force_paths):
     """The pieces cover every image x patch row once, each below the limit, their geometry that of
-    their patch rows; a window's products are counted where they are taken."""
-    force_paths(max_elements=limit)
+    their patch rows; a window's products are counted where they are taken.  The plan's pieces are these,
+    under the override's limit."""
     batch, channels, height, width = shape
     g = sampler_geometry(height, width, **cfg)
-    pieces = _dispatch.pieces_of(g, *shape)
+    pieces = _dispatch.pieces_of(g, *shape, limit=limit)
+    force_paths(max_elements=limit)
+    assert _dispatch.plan(g, shape, "vulkan").pieces == tuple(pieces)
     assert len(pieces) > 1
     covered = torch.zeros(batch, g.patch_h, dtype=torch.int64)
     for piece in pieces:

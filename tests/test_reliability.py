@@ -143,7 +143,7 @@ def test_calls_split_below_the_index_limit_match_the_reference(force_paths, shap
     want = torch.autograd.grad(expected, (a, b), torch.ones_like(expected))
     force_paths(max_elements=limit)
     geometry = sampler_geometry(shape[2], shape[3], **cfg)
-    assert len(_dispatch.pieces_of(geometry, *shape)) > 1
+    assert len(_dispatch.pieces_of(geometry, *shape, limit=limit)) > 1
     out = corr_taichi.correlation(a, b, **cfg)
     got = torch.autograd.grad(out, (a, b), torch.ones_like(out))
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)

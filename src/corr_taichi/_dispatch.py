@@ -158,13 +158,13 @@ def plan(g: Geometry, shape: Sequence[int], arch: str | None | Callable[[], str 
     if not empty and callable(arch):
         arch = arch()
     if empty:
-        result = Plan("empty", pieces=(whole,), **record)
-    elif arch is None:
-        result = Plan("reference", pieces=(whole,), **record)
-    elif arch in CPU_ARCHS and _row_tap(g, shape, backward, force) is not None:
+        return Plan("empty", pieces=(whole,), **record)
+    if arch is None:
+        return Plan("reference", pieces=(whole,), **record)
+    pieces = tuple(pieces_of(g, batch, channels, height, width, force.max_elements or MAX_ELEMENTS))
+    if arch in CPU_ARCHS and len(pieces) == 1 and _row_tap(g, shape, backward, force) is not None:
         result = Plan("row", pieces=(whole,), **record)
     else:
-        pieces = tuple(pieces_of(g, batch, channels, height, width))
         first = pieces[0]  # the largest
         if arch not in CPU_ARCHS:
             tiled = _gpu_tiled(first.tap, (first.images.stop, channels, height, width), force)
@@ -250,13 +250,14 @@ def chunk_vectors(groups: int) -> int:
     return vectors
 
 
-def pieces_of(g: Geometry, batch: int, channels: int, height: int, width: int) -> list[Piece]:
+def pieces_of(g: Geometry, batch: int, channels: int, height: int, width: int, limit: int = MAX_ELEMENTS
+              ) -> list[Piece]:
     """The call as pieces of whole images x consecutive patch rows whose tensors (input images, output,
-    per-pixel products) each hold at most :data:`MAX_ELEMENTS` elements (or the override's
-    ``max_elements``), so that no index wraps.  One
+    per-pixel products) each hold at most ``limit`` elements (:func:`plan` passes the override's
+    ``max_elements`` where set), so that no index wraps.  A pure function of its arguments: the public
+    APIs call it while ``torch.compile`` traces them, to refuse what cannot be split.  One
     piece for any ordinary call.  The output slice of a piece is contiguous: a piece has all patch rows
     or a single image.  Raises ``NotImplementedError`` where one image or one patch row is too large."""
-    limit = forced().max_elements or MAX_ELEMENTS
     # one patch row of one image: of the output, and of the per-pixel products where the op takes them
     products = _tap(g, height, width) is not g
     per_row = g.patch_w * max(g.out_h * g.out_w, height * width if products else 0)
