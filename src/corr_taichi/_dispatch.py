@@ -152,8 +152,11 @@ def plan(g: Geometry, shape: Sequence[int], arch: str | None | Callable[[], str 
     with work to do (the op's starts the runtime)."""
     force = forced()
     batch, channels, height, width = shape
-    record = dict(backward=backward, gradient_format=gradient_format(g, shape), forced=force)
-    whole = _piece(g, slice(0, batch), slice(0, g.patch_h), height, width)
+    tap = _tap(g, height, width)
+    row_backward = _row_tap(tap, shape, True, force)  # sets the gradients' format, forward and backward
+    fmt = torch.contiguous_format if row_backward is not None else torch.channels_last
+    record = dict(backward=backward, gradient_format=fmt, forced=force)
+    whole = Piece(slice(0, batch), slice(0, g.patch_h), g, tap)
     empty = math.prod(g.output_shape(batch)) == 0 or batch * channels * height * width == 0
     if not empty and callable(arch):
         arch = arch()
@@ -162,7 +165,8 @@ def plan(g: Geometry, shape: Sequence[int], arch: str | None | Callable[[], str 
     if arch is None:
         return Plan("reference", pieces=(whole,), **record)
     pieces = tuple(pieces_of(g, batch, channels, height, width, force.max_elements or MAX_ELEMENTS))
-    if arch in CPU_ARCHS and len(pieces) == 1 and _row_tap(g, shape, backward, force) is not None:
+    row = row_backward if backward else _row_tap(tap, shape, False, force) if arch in CPU_ARCHS else None
+    if arch in CPU_ARCHS and len(pieces) == 1 and row is not None:
         result = Plan("row", pieces=(whole,), **record)
     else:
         first = pieces[0]  # the largest
@@ -194,7 +198,8 @@ def gradient_format(g: Geometry, shape: Sequence[int]) -> torch.memory_format:
     """The input gradients' memory format: NCHW where the CPU row path computes the backward (it writes
     NCHW rows), channels-last elsewhere (the channel-vector kernels write channels-last).  Decided from
     the shapes alone, so that fake tensors agree on every backend."""
-    return torch.contiguous_format if _row_tap(g, shape, True, forced()) is not None else torch.channels_last
+    row_backward = _row_tap(_tap(g, *shape[2:]), shape, True, forced())
+    return torch.contiguous_format if row_backward is not None else torch.channels_last
 
 
 def _tap(g: Geometry, height: int, width: int) -> Geometry:
@@ -212,10 +217,9 @@ def _piece(g: Geometry, images: slice, rows: slice, height: int, width: int) -> 
     return Piece(images, rows, g, _tap(g, height, width))
 
 
-def _row_tap(g: Geometry, shape: Sequence[int], backward: bool, force: Forced) -> Geometry | None:
-    """The single-tap geometry the CPU row path computes for this call, or ``None`` where it does not
-    take it."""
-    tap = _tap(g, *shape[2:])
+def _row_tap(tap: Geometry, shape: Sequence[int], backward: bool, force: Forced) -> Geometry | None:
+    """``tap`` (the single-tap geometry of :func:`_tap`), where the CPU row path computes this call with
+    it; ``None`` where the row path does not take the call."""
     if force.row_path is False or not _row_path.computes(tap, *shape):
         return None
     channels = shape[1]
@@ -258,8 +262,9 @@ def pieces_of(g: Geometry, batch: int, channels: int, height: int, width: int, l
     APIs call it while ``torch.compile`` traces them, to refuse what cannot be split.  One
     piece for any ordinary call.  The output slice of a piece is contiguous: a piece has all patch rows
     or a single image.  Raises ``NotImplementedError`` where one image or one patch row is too large."""
+    tap = _tap(g, height, width)
+    products = tap is not g
     # one patch row of one image: of the output, and of the per-pixel products where the op takes them
-    products = _tap(g, height, width) is not g
     per_row = g.patch_w * max(g.out_h * g.out_w, height * width if products else 0)
     image = channels * height * width
     if max(image, per_row) > limit:
@@ -273,7 +278,7 @@ def pieces_of(g: Geometry, batch: int, channels: int, height: int, width: int, l
     if rows == g.patch_h:
         images = max(1, min(batch, limit // max(image, per_row * g.patch_h, 1)))
     if (images, rows) == (batch, g.patch_h):
-        return [_piece(g, slice(0, batch), slice(0, g.patch_h), height, width)]
+        return [Piece(slice(0, batch), slice(0, g.patch_h), g, tap)]
     return [
         _piece(dataclasses.replace(g, patch_h=min(rows, g.patch_h - p0), first_h=g.first_h + p0 * g.patch_dilation_h),
                slice(b0, min(b0 + images, batch)), slice(p0, p0 + min(rows, g.patch_h - p0)), height, width)
