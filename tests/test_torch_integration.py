@@ -16,6 +16,8 @@ from corr_taichi._geometry import sampler_geometry
 from corr_taichi._op import _cpu_layout
 from corr_taichi.compat import flownet2, mmcv, spatial_correlation_sampler as scs
 
+from .fresh import run
+
 
 def inputs(shape=(2, 3, 7, 8), dtype=torch.float64, seed=0, requires_grad=False):
     gen = torch.Generator().manual_seed(seed)
@@ -220,3 +222,24 @@ def test_install_aliases_runs_third_party_model_code(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(2, 81, 10, 12) corr_taichi.compat.spatial_correlation_sampler"
+
+
+def test_a_first_call_does_not_import_torch_compile_machinery():
+    """``torch.library.custom_op``'s wrapper imports ``torch._dynamo`` at an op's first call (1.7 s on the
+    development machine); the ops here are registered without it, so an inference script never pays it."""
+    result = run("""
+        import sys, torch, corr_taichi
+        x = torch.randn(1, 3, 5, 6, requires_grad=True)
+        corr_taichi.correlation(x, x.detach(), patch_size=3).sum().backward()
+        print("torch._dynamo" in sys.modules)
+        """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "False\n"
+
+
+def test_double_backward_is_refused():
+    x1 = torch.randn(1, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    x2 = torch.randn(1, 3, 5, 6, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(corr_taichi.correlation(x1, x2, patch_size=3).sum(), x1, create_graph=True)
+    with pytest.raises(RuntimeError, match="corr_taichi::correlation_backward has no gradient formula"):
+        grad.sum().backward()

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from . import _lookup1d_kernels
 from ._layouts import _COMPUTE, _cpu_gradient, _cpu_layout
+from ._library import custom_op
 from ._op import _launch
 from ._runtime import TAICHI_DTYPES, usable
 from .reference import correlation_lookup1d, volume_lookup1d
@@ -54,7 +55,7 @@ def _reference_grads(function, inputs: tuple[Tensor, ...], needed: tuple[bool, .
 # --------------------------------------------------------------------------- lookup in a volume
 
 
-@torch.library.custom_op("corr_taichi::volume_lookup1d", mutates_args=())
+@custom_op("corr_taichi::volume_lookup1d")
 def volume_lookup1d_op(volume: Tensor, coords: Tensor, radius: int) -> Tensor:
     volume, coords = volume.detach(), coords.detach()
     batch, height, width, _ = volume.shape
@@ -75,7 +76,7 @@ def _volume_lookup1d_fake(volume: Tensor, coords: Tensor, radius: int) -> Tensor
     return volume.new_empty(volume.shape[0], 2 * radius + 1, volume.shape[1], volume.shape[2])
 
 
-@torch.library.custom_op("corr_taichi::volume_lookup1d_backward", mutates_args=())
+@custom_op("corr_taichi::volume_lookup1d_backward")
 def volume_lookup1d_backward_op(grad_out: Tensor, volume: Tensor, coords: Tensor, radius: int, need_volume: bool,
                                 need_coords: bool) -> tuple[Tensor, Tensor]:
     grad_out, volume, coords = grad_out.detach(), volume.detach(), coords.detach()
@@ -106,6 +107,9 @@ def _volume_lookup1d_backward_fake(grad_out, volume, coords, radius, need_volume
             torch.empty_like(coords) if need_coords else coords.new_empty(0))
 
 
+volume_lookup1d_backward_op.not_differentiable()
+
+
 def _volume_setup(ctx, inputs, output) -> None:
     volume, coords, radius = inputs
     ctx.save_for_backward(volume, coords)
@@ -126,7 +130,7 @@ volume_lookup1d_op.register_autograd(_volume_backward, setup_context=_volume_set
 # --------------------------------------------------------------------------- lookup on the fly
 
 
-@torch.library.custom_op("corr_taichi::correlation_lookup1d", mutates_args=())
+@custom_op("corr_taichi::correlation_lookup1d")
 def correlation_lookup1d_op(fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius: int, scale: float) -> Tensor:
     fmap1, fmap2, coords = fmap1.detach(), fmap2.detach(), coords.detach()
     batch, _, height, width = fmap1.shape
@@ -148,7 +152,7 @@ def _correlation_lookup1d_fake(fmap1: Tensor, fmap2: Tensor, coords: Tensor, rad
     return fmap1.new_empty(fmap1.shape[0], 2 * radius + 1, fmap1.shape[2], fmap1.shape[3])
 
 
-@torch.library.custom_op("corr_taichi::correlation_lookup1d_backward", mutates_args=())
+@custom_op("corr_taichi::correlation_lookup1d_backward")
 def correlation_lookup1d_backward_op(grad_out: Tensor, fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius: int,
                                      scale: float, need_fmap1: bool, need_fmap2: bool,
                                      need_coords: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -182,6 +186,9 @@ def _correlation_lookup1d_backward_fake(grad_out, fmap1, fmap2, coords, radius, 
 
     return (like(fmap1, need_fmap1), like(fmap2, need_fmap2),
             torch.empty_like(coords) if need_coords else coords.new_empty(0))
+
+
+correlation_lookup1d_backward_op.not_differentiable()
 
 
 def _features_setup(ctx, inputs, output) -> None:

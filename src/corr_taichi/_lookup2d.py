@@ -16,6 +16,7 @@ from . import _lookup2d_kernels
 from ._lookup1d import _gradient, _reference_grads, _taichi, _vectors
 from ._kernels import LANES
 from ._layouts import _COMPUTE, _channel_vectors
+from ._library import custom_op
 from ._op import _launch
 from ._runtime import MAX_ELEMENTS, usable
 from .reference import correlation_lookup
@@ -69,7 +70,7 @@ def _fallback(fmap1: Tensor, fmap2: Tensor) -> bool:
     return fmap1.numel() == 0 or fmap2.numel() == 0 or not usable()
 
 
-@torch.library.custom_op("corr_taichi::correlation_lookup", mutates_args=())
+@custom_op("corr_taichi::correlation_lookup")
 def correlation_lookup_op(fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius: int, x_major: bool,
                           scale: float) -> Tensor:
     fmap1, fmap2, coords = fmap1.detach(), fmap2.detach(), coords.detach()
@@ -96,7 +97,7 @@ def _correlation_lookup_fake(fmap1, fmap2, coords, radius, x_major, scale):
     return torch.empty(shape, dtype=fmap1.dtype, device=fmap1.device, memory_format=torch.channels_last)
 
 
-@torch.library.custom_op("corr_taichi::correlation_lookup_backward", mutates_args=())
+@custom_op("corr_taichi::correlation_lookup_backward")
 def correlation_lookup_backward_op(grad_out: Tensor, fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius: int,
                                    x_major: bool, scale: float, need_fmap1: bool, need_fmap2: bool,
                                    need_coords: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -141,6 +142,9 @@ def _correlation_lookup_backward_fake(grad_out, fmap1, fmap2, coords, radius, x_
 
     return (like(fmap1, need_fmap1), like(fmap2, need_fmap2),
             torch.empty_like(coords) if need_coords else coords.new_empty(0))
+
+
+correlation_lookup_backward_op.not_differentiable()
 
 
 def _setup(ctx, inputs, output) -> None:

@@ -20,6 +20,7 @@ from . import _gpu_kernels, _kernel_helpers, _kernels, _pixel_tile_kernels, _row
 from ._dispatch import CPU_ARCHS, Piece, Plan, force_paths, gradient_format, pieces_of, plan, record
 from ._geometry import Geometry
 from ._layouts import _COMPUTE, _cpu_gradient, _cpu_layout, _pixel_major
+from ._library import custom_op
 from ._runtime import TAICHI_DTYPES, current_arch_name, ensure_runtime, struct, sync, usable
 from .reference import correlation_from_geometry
 
@@ -141,7 +142,7 @@ def _cpu_kernels(g: Geometry, shape: Sequence[int], dtype: torch.dtype = torch.f
                  for name in ("forward", "grad_input1", "grad_input2"))
 
 
-@torch.library.custom_op("corr_taichi::correlation", mutates_args=())
+@custom_op("corr_taichi::correlation")
 def correlation_op(input1: Tensor, input2: Tensor, geometry: Sequence[int], scale: float) -> Tensor:
     # Taichi gives a tensor that requires grad a zero .grad of its size at every launch: detached
     # aliases keep it from allocating (and zero-filling) behind the caller's back
@@ -177,7 +178,7 @@ def _correlation_fake(input1: Tensor, input2: Tensor, geometry: Sequence[int], s
     return input1.new_empty(Geometry.from_list(geometry).output_shape(input1.shape[0]))
 
 
-@torch.library.custom_op("corr_taichi::correlation_backward", mutates_args=())
+@custom_op("corr_taichi::correlation_backward")
 def correlation_backward_op(
     grad_output: Tensor,
     input1: Tensor,
@@ -267,6 +268,9 @@ def _correlation_backward_fake(grad_output, input1, input2, geometry, scale, nee
     grad1 = torch.empty_like(input1, memory_format=fmt) if need_input1 else input1.new_empty(0)
     grad2 = torch.empty_like(input2, memory_format=fmt) if need_input2 else input2.new_empty(0)
     return grad1, grad2
+
+
+correlation_backward_op.not_differentiable()
 
 
 def _setup_context(ctx, inputs, output) -> None:
