@@ -38,7 +38,7 @@ def kernel_launch(name: str):
         struct = _row_path._struct(g, layout.lead, layout.step)
         rows, slots = _row_path._rows, _row_path._window_slots(g)
         kernel = _row_path._kernels_for(torch.float32).forward
-        return lambda: kernel(rows(a), rows(b), rows(out), struct, 1.0, ti.f32, slots, layout.phase), x2
+        return lambda: kernel(rows(a), rows(b), rows(out), struct, 1.0, slots, layout.phase), x2
     a, b = _op._cpu_layout(x1), _op._cpu_layout(x2)
     out = torch.empty(g.output_shape(B))
     struct = _op._launch_struct(g)

@@ -90,11 +90,11 @@ def row_steps(g, x1, x2, grad_out) -> dict:
     rows, slots, phase = _row_path._rows, _row_path._window_slots(g), layout.phase
     struct = _row_path._struct(g, layout.lead, layout.step)
     return {
-        "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), struct, 1.0, ti.f32, slots,
+        "rows: forward kernel": lambda: kernels.forward(rows(a), rows(b), rows(out), struct, 1.0, slots,
                                                         phase),
-        "rows: grad1 kernel": lambda: kernels.grad_input1(rows(weights), rows(b2), rows(grad1), struct, 1.0, ti.f32,
+        "rows: grad1 kernel": lambda: kernels.grad_input1(rows(weights), rows(b2), rows(grad1), struct, 1.0,
                                                           slots, phase, _row_path._row_kernels.channel_block(slots)),
-        "rows: grad2 kernel": lambda: kernels.grad_input2(rows(weights), rows(a), rows(grad2), struct, 1.0, ti.f32,
+        "rows: grad2 kernel": lambda: kernels.grad_input2(rows(weights), rows(a), rows(grad2), struct, 1.0,
                                                           slots, phase),
     }
 

@@ -36,8 +36,10 @@ def test_forward_and_backward_bitwise_deterministic():
 
 
 def _compiled_instances():
-    kernels = [_kernels.window_sum, _kernels.window_sum_grad]
-    for dtype in (ti.f32, ti.f64):  # the correlation kernels are built per dtype
+    kernels = []
+    for dtype in (ti.f32, ti.f64):  # the kernels are built per dtype
+        windows = _kernels.window_kernels(dtype)
+        kernels += [windows.window_sum, windows.window_sum_grad]
         family = _kernels.correlation_kernels(dtype)
         kernels += [family.forward, family.transpose]
         for vectors in (1, 2, 4, 8, 16):  # the gradient kernels, per chunk of channel vectors

@@ -54,38 +54,69 @@ GROUPS = 16
 ROWS_PER_PASS = 8
 MIN_PASS_WORK = 1024
 
-@locked
+@functools.cache
+def window_kernels(acc_t) -> SimpleNamespace:
+    """The window-sum kernels (summing a kernel window over per-pixel products, and its gradient) for
+    flat arrays of Taichi scalar type ``acc_t``, which they compute in."""
 
+    @locked
+    @ti.kernel
+    def window_sum(
+        products: ti.types.ndarray(ndim=1),
+        out: ti.types.ndarray(ndim=1),
+        height: ti.i32,
+        width: ti.i32,
+        g: GeometryStruct,
+        scale: ti.f64,
+    ):
+        """``out[n, h, w] = scale * sum_{i, j} products[n, h*stride_h + origin_h + i*dilation_h, ...]`` (zero
+        outside), on flattened ``(N, height, width)`` products and ``(N, oH, oW)`` outputs: the kernel
+        window of several taps, summed over per-pixel products.  Costs kH*kW adds per output element
+        instead of kH*kW*C multiply-adds.  One task per output row, flat indices: the cheap form of index
+        arithmetic in Taichi (see :func:`forward`)."""
+        s = ti.cast(scale, acc_t)
+        for n, h in ti.ndrange(products.shape[0] // (height * width), g.out_h):
+            row = (n * g.out_h + h) * g.out_w
+            for w in range(g.out_w):
+                total = ti.cast(0, acc_t)
+                for i in range(g.kernel_h):
+                    y = h * g.stride_h + g.origin_h + i * g.dilation_h
+                    if 0 <= y < height:
+                        base = (n * height + y) * width
+                        for j in range(g.kernel_w):
+                            x = w * g.stride_w + g.origin_w + j * g.dilation_w
+                            if 0 <= x < width:
+                                total += products[base + x]
+                out[row + w] = total * s
 
-@ti.kernel
-def window_sum(
-    products: ti.types.ndarray(ndim=1),
-    out: ti.types.ndarray(ndim=1),
-    height: ti.i32,
-    width: ti.i32,
-    g: GeometryStruct,
-    scale: ti.f64,
-    acc_t: ti.template(),
-):
-    """``out[n, h, w] = scale * sum_{i, j} products[n, h*stride_h + origin_h + i*dilation_h, ...]`` (zero
-    outside), on flattened ``(N, height, width)`` products and ``(N, oH, oW)`` outputs: the kernel
-    window of several taps, summed over per-pixel products.  Costs kH*kW adds per output element
-    instead of kH*kW*C multiply-adds.  One task per output row, flat indices: the cheap form of index
-    arithmetic in Taichi (see :func:`forward`)."""
-    s = ti.cast(scale, acc_t)
-    for n, h in ti.ndrange(products.shape[0] // (height * width), g.out_h):
-        row = (n * g.out_h + h) * g.out_w
-        for w in range(g.out_w):
-            total = ti.cast(0, acc_t)
-            for i in range(g.kernel_h):
-                y = h * g.stride_h + g.origin_h + i * g.dilation_h
-                if 0 <= y < height:
-                    base = (n * height + y) * width
-                    for j in range(g.kernel_w):
-                        x = w * g.stride_w + g.origin_w + j * g.dilation_w
-                        if 0 <= x < width:
-                            total += products[base + x]
-            out[row + w] = total * s
+    @locked
+    @ti.kernel
+    def window_sum_grad(
+        grad_out: ti.types.ndarray(ndim=1),
+        grad_products: ti.types.ndarray(ndim=1),
+        height: ti.i32,
+        width: ti.i32,
+        g: GeometryStruct,
+        scale: ti.f64,
+    ):
+        """Gradient of :func:`window_sum` (same flat layouts): one task per product row, which sums every
+        output of the rows whose window covers it into its own row (no other task writes there, so no
+        atomics).  Each product gathers its windows' outputs and is stored once: for small windows with
+        each tap's output row and column found once per row (:func:`_gather_small_window`), for larger ones
+        at column stride 1 tap by tap.  Larger windows at other strides, where finding a product's windows
+        would divide per tap, add each output of a window row into the products it covers instead (a store
+        per tap, which costs about three times as much per tap as a gathered load)."""
+        s = ti.cast(scale, acc_t)
+        for n, y in ti.ndrange(grad_products.shape[0] // (height * width), height):
+            base = (n * height + y) * width
+            if g.kernel_h <= GATHER_TAPS and g.kernel_w <= GATHER_TAPS:
+                _gather_small_window(grad_out, grad_products, n, y, base, width, g, s, acc_t)
+            elif g.stride_w == 1:
+                _gather_window(grad_out, grad_products, n, y, base, width, g, s, acc_t)
+            else:
+                _scatter_window(grad_out, grad_products, n, y, base, width, g, s, acc_t)
+
+    return SimpleNamespace(window_sum=window_sum, window_sum_grad=window_sum_grad)
 
 
 #: kernel windows up to this many taps along each axis have :func:`window_sum_grad` find their taps
@@ -123,37 +154,6 @@ def _gather_small_window(grad_out: ti.template(), grad_products: ti.template(), 
                         if hits[j] and 0 <= w < g.out_w:
                             total += grad_out[rows[i] + w]
             grad_products[base + r + t * g.stride_w] = total * s
-
-
-@locked
-
-
-@ti.kernel
-def window_sum_grad(
-    grad_out: ti.types.ndarray(ndim=1),
-    grad_products: ti.types.ndarray(ndim=1),
-    height: ti.i32,
-    width: ti.i32,
-    g: GeometryStruct,
-    scale: ti.f64,
-    acc_t: ti.template(),
-):
-    """Gradient of :func:`window_sum` (same flat layouts): one task per product row, which sums every
-    output of the rows whose window covers it into its own row (no other task writes there, so no
-    atomics).  Each product gathers its windows' outputs and is stored once: for small windows with
-    each tap's output row and column found once per row (:func:`_gather_small_window`), for larger ones
-    at column stride 1 tap by tap.  Larger windows at other strides, where finding a product's windows
-    would divide per tap, add each output of a window row into the products it covers instead (a store
-    per tap, which costs about three times as much per tap as a gathered load)."""
-    s = ti.cast(scale, acc_t)
-    for n, y in ti.ndrange(grad_products.shape[0] // (height * width), height):
-        base = (n * height + y) * width
-        if g.kernel_h <= GATHER_TAPS and g.kernel_w <= GATHER_TAPS:
-            _gather_small_window(grad_out, grad_products, n, y, base, width, g, s, acc_t)
-        elif g.stride_w == 1:
-            _gather_window(grad_out, grad_products, n, y, base, width, g, s, acc_t)
-        else:
-            _scatter_window(grad_out, grad_products, n, y, base, width, g, s, acc_t)
 
 
 @ti.func
@@ -196,8 +196,9 @@ def _scatter_window(grad_out: ti.template(), grad_products: ti.template(), n, y,
 @functools.cache
 def correlation_kernels(dtype) -> SimpleNamespace:
     """The forward kernel and the layout copies for inputs of Taichi scalar type ``dtype`` (``ti.f32``
-    or ``ti.f64``; ``acc_t`` must be the same): an ndarray's vector type is part of its annotation,
+    or ``ti.f64``), which they compute in: an ndarray's vector type is part of its annotation,
     so each dtype gets its own kernels, built once."""
+    acc_t = dtype
     vectors = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
 
     @ti.func
@@ -226,7 +227,6 @@ def correlation_kernels(dtype) -> SimpleNamespace:
         out: ti.types.ndarray(ndim=1),
         g: GeometryStruct,
         scale: ti.f64,
-        acc_t: ti.template(),
     ):
         """``out`` is the flattened ``(B, PH, PW, oH, oW)`` output in the accumulator dtype; one task per
         (batch, patch row, output row), which walks the row once per tile of displacements: the tile's
@@ -279,6 +279,7 @@ def gradient_kernels(dtype, vectors: int) -> SimpleNamespace:
     chunk is one load or store in the kernels, which LLVM splits into vector moves at constant offsets
     from one address (per-vector indexing spent three integer instructions on each vector's address)."""
     chunks = ti.types.ndarray(dtype=ti.types.matrix(vectors, LANES, dtype), ndim=4)
+    acc_t = dtype  # what they compute in
 
     @ti.func
     def weighted_run(grad_out: ti.template(), x: ti.template(), g: ti.template(), acc, b, h, ph, y, chunk, p0, count,
@@ -351,7 +352,6 @@ def gradient_kernels(dtype, vectors: int) -> SimpleNamespace:
         grad1: chunks,
         g: GeometryStruct,
         scale: ti.f64,
-        acc_t: ti.template(),
     ):
         """``grad1[b, y, x, :] = scale * sum grad_out[b, h, w, ph, pw] * x2[b, y + su, x + sv, :]`` over the
         (displacement, tap) pairs whose tap lands on ``(y, x)``, with ``grad_out`` flattened pixel-major
@@ -382,7 +382,6 @@ def gradient_kernels(dtype, vectors: int) -> SimpleNamespace:
         grad2: chunks,
         g: GeometryStruct,
         scale: ti.f64,
-        acc_t: ti.template(),
     ):
         """``grad2[b, y, x, :] = scale * sum grad_out[b, h, w, ph, pw] * x1[b, y - su, x - sv, :]``
         (pixel-major ``grad_out``, as in ``grad_input1``); one task per input row.  With a column

@@ -50,8 +50,8 @@ def _windowed_forward(out: Tensor, g: Geometry, tap: Geometry, scale: float, hei
         return
     products = torch.empty(tap.output_shape(out.shape[0]), dtype=out.dtype, device=out.device)
     single_tap(products, tap, 1.0)
-    _kernels.window_sum(products.view(-1), out.view(-1), height, width, _launch_struct(g), scale,
-                        _TAICHI[out.dtype])
+    _kernels.window_kernels(_TAICHI[out.dtype]).window_sum(products.view(-1), out.view(-1), height, width,
+                                                           _launch_struct(g), scale)
 
 
 def _window_sum_gradient(grad_out: Tensor, g: Geometry, tap: Geometry, scale: float, height: int,
@@ -59,8 +59,8 @@ def _window_sum_gradient(grad_out: Tensor, g: Geometry, tap: Geometry, scale: fl
     """The gradient of the per-pixel products ``tap`` from the output gradient of ``g`` (the backward of
     :func:`_windowed_forward`'s window sums), in the products' ``(B, PH, PW, H, W)`` shape."""
     grad_products = torch.empty(tap.output_shape(grad_out.shape[0]), dtype=grad_out.dtype, device=grad_out.device)
-    _kernels.window_sum_grad(grad_out.reshape(-1), grad_products.view(-1), height, width, _launch_struct(g), scale,
-                             _TAICHI[grad_out.dtype])
+    _kernels.window_kernels(_TAICHI[grad_out.dtype]).window_sum_grad(grad_out.reshape(-1), grad_products.view(-1),
+                                                                     height, width, _launch_struct(g), scale)
     return grad_products
 
 
@@ -120,7 +120,7 @@ def _kernel_for(name: str, p: Plan, dtype: torch.dtype):
     taichi_dtype = _TAICHI[dtype]
     same = lambda t: t  # noqa: E731
     if p.path in ("gpu_tiled", "gpu_simple"):
-        return getattr(_gpu_kernels, f"{name}_{p.path[4:]}"), same
+        return getattr(_gpu_kernels.gpu_kernels(taichi_dtype), f"{name}_{p.path[4:]}"), same
     if name == "forward" and p.path == "pixel_tiles":
         return _pixel_tile_kernels.forward_kernel(taichi_dtype), same
     if name == "forward":
@@ -168,8 +168,7 @@ def correlation_op(input1: Tensor, input2: Tensor, geometry: Sequence[int], scal
         for piece in p.pieces:
             x1, x2 = a[piece.images], b[piece.images]
             _windowed_forward(out[piece.images, piece.rows], piece.geometry, piece.tap, float(scale), height, width,
-                              lambda target, geometry, s: kernel(x1, x2, target.view(-1), _launch_struct(geometry), s,
-                                                                 _TAICHI[compute]))
+                              lambda target, geometry, s: kernel(x1, x2, target.view(-1), _launch_struct(geometry), s))
     return out.to(device=input1.device, dtype=input1.dtype)
 
 
@@ -257,7 +256,7 @@ def _backward_piece(grad_out: Tensor, partners: list, targets: list, piece: Piec
         result = torch.empty_like(target) if accumulate else target
         partner = partner() if callable(partner) else partner
         kernel, layout = _kernel_for(name, p, grad_out.dtype)
-        kernel(flat, layout(partner), layout(result), _launch_struct(g), scale, _TAICHI[grad_out.dtype])
+        kernel(flat, layout(partner), layout(result), _launch_struct(g), scale)
         if accumulate:
             target += result
 

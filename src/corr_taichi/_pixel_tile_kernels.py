@@ -62,6 +62,7 @@ def forward_kernel(dtype):
     """The forward (geometries of :func:`takes_forward`) for inputs of Taichi scalar type ``dtype``;
     arguments as :func:`._kernels.correlation_kernels`' ``forward``."""
     vectors = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
+    acc_t = dtype  # what it computes in
     P, T = FORWARD_TILE
 
     @ti.func
@@ -97,8 +98,7 @@ def forward_kernel(dtype):
     @locked
 
     @ti.kernel
-    def forward(x1: vectors, x2: vectors, out: ti.types.ndarray(ndim=1), g: GeometryStruct, scale: ti.f64,
-                acc_t: ti.template()):
+    def forward(x1: vectors, x2: vectors, out: ti.types.ndarray(ndim=1), g: GeometryStruct, scale: ti.f64):
         """One task per (batch, patch row, output row), as in :mod:`._kernels`' forward; the row's pixels
         in tiles of ``P`` pixels ``dp`` apart (one phase of the row after another), each tile's
         displacements in tiles of ``T`` and then single ones (:func:`pixels_at`)."""
@@ -215,10 +215,11 @@ def gradient_kernels(dtype, vectors: int, pixels: int) -> SimpleNamespace:
     ends and where input1's gradient has pixels without an output column; each tile's chunks one
     after another."""
     chunks = ti.types.ndarray(dtype=ti.types.matrix(vectors, LANES, dtype), ndim=4)
+    acc_t = dtype  # what they compute in
 
     def kernel(mirror: bool):
         def gradient(grad_out: ti.types.ndarray(ndim=1), partner: chunks, target: chunks, g: GeometryStruct,
-                     scale: ti.f64, acc_t: ti.template()):
+                     scale: ti.f64):
             s = ti.cast(scale, acc_t)
             step = ti.abs(g.patch_dilation_w)
             width = target.shape[2]

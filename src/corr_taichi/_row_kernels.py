@@ -290,15 +290,17 @@ def _input2_vector(weights: ti.template(), x1p: ti.template(), target: ti.templa
 
 @functools.cache
 def row_kernels(dtype) -> SimpleNamespace:
-    """The row path's forward and gradient kernels for inputs of Taichi scalar type ``dtype``."""
+    """The row path's forward and gradient kernels for inputs of Taichi scalar type ``dtype``, which they
+    compute in."""
+    acc_t = dtype  # closed over, not a template argument: a type as one costs a launch-cache look-up in quadrants
     rows = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=4)
     planes = ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=5)
 
     @locked
 
     @ti.kernel
-    def forward(x1: rows, x2: rows, out: planes, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),
-                slots: ti.template(), phase: ti.template()):
+    def forward(x1: rows, x2: rows, out: planes, g: RowGeometry, scale: ti.f64, slots: ti.template(),
+                phase: ti.template()):
         """``out[b, ph, pw, h, v] = scale * sum_c x1[b, c, y1, v] * x2[b, c, y2, starting at
         LANES * v + lead + phase + step * pw]``, zero where a row or column is outside the image.
 
@@ -341,8 +343,8 @@ def row_kernels(dtype) -> SimpleNamespace:
     @locked
 
     @ti.kernel
-    def grad_input1(weights: planes, x2: rows, target: rows, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),
-                    slots: ti.template(), phase: ti.template(), block: ti.template()):
+    def grad_input1(weights: planes, x2: rows, target: rows, g: RowGeometry, scale: ti.f64, slots: ti.template(),
+                    phase: ti.template(), block: ti.template()):
         """Input1's gradient in output columns: ``target[b, c, y, v] = scale * sum_{ph, pw} weights[b, ph, pw, h,
         v] * x2[b, c, y2, starting at LANES * v + lead + phase + step * pw]`` (``weights`` the output
         gradient, ``h`` the output row of input1 row ``y``, ``y2`` its partner row in patch row ``ph``;
@@ -363,8 +365,8 @@ def row_kernels(dtype) -> SimpleNamespace:
     @locked
 
     @ti.kernel
-    def grad_input2(weights: planes, x1p: rows, target: rows, g: RowGeometry, scale: ti.f64, acc_t: ti.template(),
-                    slots: ti.template(), phase: ti.template()):
+    def grad_input2(weights: planes, x1p: rows, target: rows, g: RowGeometry, scale: ti.f64, slots: ti.template(),
+                    phase: ti.template()):
         """Input2's gradient in its own columns: ``target[b, c, Y, x] = scale * sum_{ph, pw} weights[b, ph, pw, h,
         w] * x1p[b, c, y1, w]`` with ``w = x - lead - phase - step * pw`` (``x1p`` in output columns, ``y1``
         the input1 row of patch row ``ph``, ``h`` its output row; ``slots`` and ``phase`` as in

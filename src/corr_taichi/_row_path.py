@@ -173,7 +173,7 @@ def forward(x1: Tensor, x2: Tensor, out: Tensor, g: Geometry, scale: float) -> N
     if layout.out_vectors * LANES != g.out_w:
         target = out.new_empty(out.shape[:-1] + (layout.out_vectors * LANES,))
     _kernels_for(dtype).forward(_rows(a), _rows(b), _rows(target), _struct(g, layout.lead, layout.step), scale,
-                                TAICHI_DTYPES[dtype], _window_slots(g), layout.phase)
+                                _window_slots(g), layout.phase)
     if target is not out:
         out.copy_(target[..., :g.out_w])
 
@@ -185,7 +185,7 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
     batch, channels, height, width = x1.shape
     layout = RowLayout.of(g)
     dtype = grad_out.dtype
-    kernels, taichi_dtype = _kernels_for(dtype), TAICHI_DTYPES[dtype]
+    kernels = _kernels_for(dtype)
     padded = _padded_channels(channels, g)
     weights = _rows(layout.padded_output_grad(grad_out, g))
     slots, geometry = _window_slots(g), _struct(g, layout.lead, layout.step)
@@ -194,7 +194,7 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
         # computed in output columns: target column w is input1 column w + origin_w
         target = grad_out.new_empty((batch, padded, height, layout.out_vectors * LANES))
         partner = layout.whole_vector_input2(x2, dtype, padded)
-        kernels.grad_input1(weights, _rows(partner), _rows(target), geometry, scale, taichi_dtype, slots, layout.phase,
+        kernels.grad_input1(weights, _rows(partner), _rows(target), geometry, scale, slots, layout.phase,
                             _row_kernels.channel_block(slots))
         lo, hi = _inside_input1(g, width)  # input1 column x is output column x - origin_w
         grad1 = _shifted(target, dtype, -g.origin_w, lo + g.origin_w, hi + g.origin_w, width, channels)
@@ -202,6 +202,6 @@ def backward(grad_out: Tensor, x1: Tensor, x2: Tensor, g: Geometry, scale: float
         # computed in input2's columns, in the gradient itself where input2's rows are whole vectors
         target = grad_out.new_empty((batch, channels, height, _vectors(width) * LANES))
         x1p = layout.padded_input1(x1, g, dtype)
-        kernels.grad_input2(weights, _rows(x1p), _rows(target), geometry, scale, taichi_dtype, slots, layout.phase)
+        kernels.grad_input2(weights, _rows(x1p), _rows(target), geometry, scale, slots, layout.phase)
         grad2 = _shifted(target, dtype, 0, 0, width, width, channels)
     return grad1, grad2
