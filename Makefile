@@ -34,6 +34,7 @@ test: setup lint
 	$(PY) -m pytest -q -n auto -p randomly --randomly-seed=$(SEED)
 	$(MAKE) --no-print-directory doctest
 	scripts/test_vulkan.sh $(PY) $(SEED)
+	scripts/test_quadrants.sh $(PY) $(SEED)
 
 # the quick loop while editing: the suite without the tests marked slow (fresh processes, ONNX, compile,
 # fuzzing); `make test` runs everything

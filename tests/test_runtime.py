@@ -1,7 +1,10 @@
 """Runtime rules: silent lazy start, a user-initialised runtime respected."""
 
+import importlib.util
 import os
+import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -160,3 +163,53 @@ def test_threads_are_not_pinned_by_default_and_a_bad_setting_is_refused():
     lines = result.stdout.splitlines()
     assert lines[0] == "0"
     assert lines[1] == "refused: CORR_TAICHI_PIN_THREADS must be 0 or 1, got 'yes'"
+
+
+INSTALLED = [name for name in ("taichi", "quadrants") if importlib.util.find_spec(name) is not None]
+
+
+@pytest.mark.parametrize("backend", INSTALLED)
+def test_the_backend_a_user_started_is_used_without_being_named(backend):
+    """With ``CORR_TAICHI_BACKEND`` unset, a runtime the user started with either implementation is the one
+    the layer runs on (the other is not even imported), and the results match the reference."""
+    code = f"""
+        import sys, torch
+        import {backend} as ti
+        ti.init(arch=ti.cpu, cpu_max_num_threads=1)
+        import corr_taichi
+        from corr_taichi import _runtime, reference
+        x1, x2 = torch.randn(2, 5, 7, 9, dtype=torch.float64), torch.randn(2, 5, 7, 9, dtype=torch.float64)
+        got = corr_taichi.correlation(x1, x2, patch_size=3)
+        torch.testing.assert_close(got, reference.correlation(x1, x2, patch_size=3))
+        other = "quadrants" if "{backend}" == "taichi" else "taichi"
+        print(_runtime.BACKEND, other in sys.modules, ti.lang.impl.current_cfg().cpu_max_num_threads)
+        """
+    env = {key: value for key, value in os.environ.items() if key != "CORR_TAICHI_BACKEND"}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-3:] == [backend, "False", "1"]  # after the banner of the user's own import
+
+
+def test_a_backend_name_is_checked_and_each_installed_one_runs():
+    code = """
+        import torch
+        try:
+            import corr_taichi
+        except ValueError as e:
+            print("refused:", e)
+        """
+    result = run(code, env={"CORR_TAICHI_BACKEND": "cuda"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "refused: CORR_TAICHI_BACKEND must be one of taichi, quadrants, got 'cuda'"
+    for backend in INSTALLED:
+        result = run("""
+            import torch, corr_taichi
+            from corr_taichi import _runtime
+            x = torch.randn(1, 3, 4, 6)
+            corr_taichi.correlation(x, x, patch_size=3).sum()
+            print(_runtime.BACKEND)
+            """, env={"CORR_TAICHI_BACKEND": backend})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"{backend}\n"  # and nothing else: no banner, no warning
+        assert result.stderr == ""

@@ -1,6 +1,9 @@
 """The one owner of the Taichi runtime.
 
 Rules:
+* the Taichi implementation is upstream ``taichi`` or its maintained fork ``quadrants``: the one
+  ``CORR_TAICHI_BACKEND`` names, else one the user imported, else the first installed (:func:`_import_taichi`);
+  everything else in the package reaches it as ``ti`` from here;
 * a runtime the user initialised (``ti.init(...)`` before the first call) is used as it is;
 * otherwise one is started lazily at the first call, on the backend matching the tensors' device
   (cpu -> Taichi's CPU backend, cuda -> Taichi's CUDA backend), or on the backend named by
@@ -16,6 +19,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
 import sys
@@ -29,30 +33,75 @@ import torch
 #: arguments, then launches it).  A forked child gets a fresh one (see :func:`_after_fork_in_child`), so
 #: the names below look it up at each use.
 LOCK = threading.RLock()
-_ARCH_NAMES = ("cpu", "cuda", "vulkan", "metal", "opengl", "gpu")
+_ARCH_NAMES = ("cpu", "cuda", "vulkan", "metal", "opengl", "gpu")  # less those the backend lacks (below)
 
 
-def _import_taichi():
-    """Import taichi without its start-up banner (unless the user already imported it)."""
-    if "taichi" in sys.modules:
-        return sys.modules["taichi"]
-    previous = os.environ.get("ENABLE_TAICHI_HEADER_PRINT")
-    os.environ["ENABLE_TAICHI_HEADER_PRINT"] = "0"
+#: The Taichi implementations the layer runs on, by import name: upstream Taichi (the default
+#: dependency) and ``quadrants``, the Genesis project's maintained fork (``pip install corr-taichi[quadrants]``).
+BACKENDS = ("taichi", "quadrants")
+#: The environment variable that names one of :data:`BACKENDS`.
+BACKEND_VARIABLE = "CORR_TAICHI_BACKEND"
+_BANNER_VARIABLES = {"taichi": "ENABLE_TAICHI_HEADER_PRINT", "quadrants": "ENABLE_QUADRANTS_HEADER_PRINT"}
+
+
+def _requested_backend() -> str | None:
+    """The backend that ``CORR_TAICHI_BACKEND`` names, or None where it is unset."""
+    name = os.environ.get(BACKEND_VARIABLE, "").strip().lower()
+    if name and name not in BACKENDS:
+        raise ValueError(f"{BACKEND_VARIABLE} must be one of {', '.join(BACKENDS)}, got {name!r}")
+    return name or None
+
+
+def _quiet_import(name: str):
+    """Import ``name`` without its start-up banner."""
+    variable = _BANNER_VARIABLES[name]
+    previous = os.environ.get(variable)
+    os.environ[variable] = "0"
     try:
         with warnings.catch_warnings():  # taichi 1.7 calls a deprecated locale function at import
             warnings.simplefilter("ignore", DeprecationWarning)
-            import taichi
+            return importlib.import_module(name)
     finally:
         if previous is None:
-            del os.environ["ENABLE_TAICHI_HEADER_PRINT"]
+            del os.environ[variable]
         else:
-            os.environ["ENABLE_TAICHI_HEADER_PRINT"] = previous
-    return taichi
+            os.environ[variable] = previous
+
+
+def _started(module) -> bool:
+    runtime = module.lang.impl.get_runtime()
+    return getattr(runtime, "_prog", None) is not None if hasattr(runtime, "_prog") else runtime.prog is not None
+
+
+def _import_taichi():
+    """The Taichi implementation to run on: the one ``CORR_TAICHI_BACKEND`` names; else one the user has
+    already imported (the one whose runtime they started, where both are); else the first of
+    :data:`BACKENDS` that is installed.  Imported without its banner."""
+    requested = _requested_backend()
+    imported = [name for name in BACKENDS if name in sys.modules]
+    if requested is None and imported:
+        started = [name for name in imported if _started(sys.modules[name])]
+        return sys.modules[(started or imported)[0]]
+    for name in (requested,) if requested else BACKENDS:
+        if name in sys.modules:
+            return sys.modules[name]
+        try:
+            return _quiet_import(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
+    if requested:
+        raise ImportError(f"{BACKEND_VARIABLE}={requested}, but {requested} is not installed "
+                          f"(pip install corr-taichi[{requested}])")
+    raise ImportError("corr_taichi needs taichi or quadrants: pip install taichi")
 
 
 ti = _import_taichi()
+#: ``"taichi"`` or ``"quadrants"``: the implementation the layer runs on.
+BACKEND = ti.__name__
 
 _CPU_ARCHS = (ti.x64, ti.arm64)
+_ARCH_NAMES = tuple(name for name in _ARCH_NAMES if hasattr(ti, name))  # quadrants has no opengl
 
 #: the Taichi scalar type of each torch dtype the kernels compute in.
 #: Taichi 1.7 indexes ndarrays with 32-bit ints: no tensor a kernel reads or writes may hold more elements.
@@ -113,7 +162,7 @@ def sync() -> None:
 
 def is_initialised() -> bool:
     """True when a Taichi runtime exists (started by the user or by this package)."""
-    return ti.lang.impl.get_runtime().prog is not None
+    return _started(ti)
 
 
 def current_arch_name() -> str | None:
