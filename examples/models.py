@@ -39,25 +39,41 @@ def backwarp(x, flow):
 
 
 class PWCLite(nn.Module):
-    """PWC-Net's structure at two pyramid levels: features, warping by the upsampled coarse flow,
-    a 9 x 9 cost volume (spatial_correlation_sampler semantics) and a flow estimator per level."""
+    """PWC-Net's structure at small width: a feature pyramid of ``levels`` levels (1/2 to 1/2**levels), then
+    coarse to fine, per level, warping by the upsampled coarser flow, a 9 x 9 cost volume
+    (spatial_correlation_sampler semantics) and a flow estimator.  Two levels by default (for the training
+    example); PWC-Net itself has five to six (the cold-start benchmark times five: each level's channels and
+    size are a configuration of its own)."""
 
-    def __init__(self):
+    WIDTHS = (16, 32, 64, 96, 128, 196)
+
+    def __init__(self, levels=2):
         super().__init__()
-        self.level1 = nn.Sequential(conv(3, 16, 2), conv(16, 16))  # 1/2
-        self.level2 = nn.Sequential(conv(16, 32, 2), conv(32, 32))  # 1/4
+        if not 1 <= levels <= len(self.WIDTHS):
+            raise ValueError(f"levels must be 1 to {len(self.WIDTHS)}, got {levels}")
+        widths = self.WIDTHS[:levels]
+        self.features = nn.ModuleList(nn.Sequential(conv(cin, cout, 2), conv(cout, cout))
+                                      for cin, cout in zip((3,) + widths, widths))
         self.corr = corr_taichi.Correlation(patch_size=9)
-        self.est2 = nn.Sequential(conv(81, 48), conv(48, 32), nn.Conv2d(32, 2, 3, 1, 1))
-        self.est1 = nn.Sequential(conv(81 + 2, 48), conv(48, 32), nn.Conv2d(32, 2, 3, 1, 1))
+        # the coarsest level's estimator sees the cost volume alone, the others also the upsampled flow
+        self.estimators = nn.ModuleList(nn.Sequential(conv(81 + (2 if i < levels - 1 else 0), 48), conv(48, 32),
+                                                      nn.Conv2d(32, 2, 3, 1, 1)) for i in range(levels))
 
     def cost(self, f1, f2):
         b, c, h, w = f1.shape
         return F.leaky_relu(self.corr(f1, f2).view(b, 81, h, w) / c, 0.1)
 
     def forward(self, img1, img2):
-        a1, b1 = self.level1(img1), self.level1(img2)
-        a2, b2 = self.level2(a1), self.level2(b1)
-        flow2 = self.est2(self.cost(a2, b2))  # 1/4 grid, in 1/4-grid pixels
-        up = F.interpolate(flow2, scale_factor=2, mode="bilinear", align_corners=False) * 2
-        flow1 = up + self.est1(torch.cat([self.cost(a1, backwarp(b1, up)), up], 1))
-        return F.interpolate(flow1, scale_factor=2, mode="bilinear", align_corners=False) * 2
+        pyramid1, pyramid2 = [], []
+        for level in self.features:
+            img1, img2 = level(img1), level(img2)
+            pyramid1.append(img1)
+            pyramid2.append(img2)
+        flow = None  # in pixels of the current level's grid
+        for a, b, estimate in reversed(list(zip(pyramid1, pyramid2, self.estimators))):
+            if flow is None:
+                flow = estimate(self.cost(a, b))
+                continue
+            up = F.interpolate(flow, size=a.shape[2:], mode="bilinear", align_corners=False) * 2
+            flow = up + estimate(torch.cat([self.cost(a, backwarp(b, up)), up], 1))
+        return F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=False) * 2

@@ -11,9 +11,9 @@ def rng():
 
 #: the tests `make test-fast` leaves out (marked ``slow`` here, in one place): whole modules of fresh
 #: interpreters and processes, and by name the ONNX exports, torch.compile, the hypothesis fuzzing,
-#: gradcheck and the third-party model code run after install_aliases()
+#: gradcheck, the third-party model code run after install_aliases() and the cold-start benchmark
 SLOW_MODULES = {"test_concurrency", "test_distributed", "test_runtime"}
-SLOW_NAMES = ("onnx", "torch_compile", "fuzz", "gradcheck", "install_aliases_runs")
+SLOW_NAMES = ("onnx", "torch_compile", "fuzz", "gradcheck", "install_aliases_runs", "cold_start")
 
 
 def pytest_collection_modifyitems(config, items):

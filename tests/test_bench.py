@@ -117,3 +117,17 @@ def test_stereo_peak_memory_of_a_small_call():
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert 0 <= float(result.stdout.split()[-1]) < 200  # MiB: the volume is 0.4 MiB
+
+
+def test_cold_start_reports_each_backend_case_and_cache_state(tmp_path):
+    """``--cold`` runs fresh processes per backend and cache state: the floor case, with one run each."""
+    from corr_taichi import _bench_cold
+
+    path = tmp_path / "cold.json"
+    backends = _bench_cold.installed_backends()
+    assert bench.main(["--cold", "--cases", "floor", "--runs", "1", "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["rows"]
+    assert [(r["backend"], r["cache"]) for r in rows] == [(b, c) for b in backends for c in ("empty", "warm")]
+    for r in rows:
+        assert r["case"] == "floor" and r["runs"] == 1
+        assert 0 < r["import"] and 0 < r["init"] and 0 < r["forward"] < r["first_forward"]

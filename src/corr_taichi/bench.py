@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from . import _bench_stereo, reference
+from . import _bench_cold, _bench_stereo, reference
 from ._geometry import correlation1d_geometry, sampler_geometry
 from ._dispatch import force_paths
 from ._progress import progress_bar
@@ -235,10 +235,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time the first configuration at 1/4, 1/2, 1 and 2 times its H and W")
     parser.add_argument("--plot", help="PNG of median time vs size per implementation (needs --sweep and matplotlib)")
     parser.add_argument("--json", help="write all timings as JSON to this path ('-' for stdout)")
+    parser.add_argument("--cold", action="store_true",
+                        help="cold start instead: fresh processes' first calls, with an empty and a warm offline "
+                             "cache (see corr_taichi._bench_cold); --json applies")
+    parser.add_argument("--cases", nargs="+", default=list(_bench_cold.CASES),
+                        help=f"--cold: the cases ({', '.join(_bench_cold.CASES)})")
+    parser.add_argument("--backends", nargs="+",
+                        help="--cold: the Taichi implementations to run under, side by side (taichi, quadrants; "
+                             "default: those installed)")
+    parser.add_argument("--runs", type=int, default=3, help="--cold: fresh processes per case and cache state")
+    parser.add_argument("--source", help="--cold: measure the corr_taichi of this source tree (a 'src' folder, e.g. "
+                                         "an earlier commit's checkout) instead of the installed one")
     parser.add_argument("--pin-threads", action="store_true",
                         help="start Taichi's CPU runtime with its worker threads pinned one per CPU "
                              "(corr_taichi.init(pin_threads=True); Linux)")
     args = parser.parse_args(argv)
+    if args.cold:
+        return _cold(parser, args)
 
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
@@ -321,6 +334,34 @@ def main(argv: list[str] | None = None) -> int:
         if not sweep:
             parser.error("--plot needs --sweep")
         _plot(sweep, args.plot)
+    return 0
+
+
+def _cold(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``--cold``: the cold-start table (and JSON)."""
+    installed = _bench_cold.installed_backends()
+    backends = args.backends or installed
+    for name in backends:
+        if name not in installed:
+            parser.error(f"--backends must be among the installed {', '.join(installed)}, got {name!r}")
+    for case in args.cases:
+        if case not in _bench_cold.CASES:
+            parser.error(f"--cases must be among {', '.join(_bench_cold.CASES)}, got {case!r}")
+    with progress_bar() as progress:
+        task = progress.add_task("cold starts", total=len(backends) * len(args.cases) * args.runs)
+        rows = _bench_cold.run(backends, args.cases, args.runs, lambda: progress.advance(task), args.source)
+    source = f" of {args.source}" if args.source else ""
+    title = (f"cold start{source}, seconds: median of {args.runs} fresh processes per row (cpu, "
+             f"{torch.get_num_threads()} threads, torch {torch.__version__}); 1st - again: what the first call costs "
+             "over a later one")
+    _bench_cold.print_table(rows, title)
+    if args.json:
+        text = json.dumps({"title": title, "provenance": provenance(), "rows": rows}, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text)
     return 0
 
 

@@ -1,0 +1,164 @@
+"""Cold start: how long a new process waits for its first results (``python -m corr_taichi.bench --cold``).
+
+Each case runs in fresh processes, first with an empty Taichi offline cache (a new directory, which that
+process fills), then again with that cache warm.  A process reports, in seconds:
+
+* ``import``: ``import corr_taichi`` (torch already imported);
+* ``init``: starting the Taichi runtime;
+* ``first_forward`` / ``first_backward``: the first call, which compiles (or loads) the kernels and then runs;
+* ``forward`` / ``backward``: the same call again (the work itself, with nothing left to compile);
+
+so that ``first - again`` is what a first call costs over a later one.  The cases:
+
+* ``floor``: Taichi's own floor, a trivial kernel's first launch (its ``first_forward``);
+* ``flownetc``, ``pwc2``: the benchmark's configurations of those names (``CONFIGS``), forward then backward;
+* ``pwc5``: the first forward + backward of a 5-level PWC-style network (``examples/models.py``'s ``PWCLite``,
+  1 x 3 x 128 x 192 images): five correlation configurations, one per pyramid level (its ``first_forward``
+  is the forward and backward together).
+
+With ``--backends`` it runs under each Taichi implementation named (``taichi``, ``quadrants``), side by side.
+"""
+
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CASES = ("floor", "flownetc", "pwc2", "pwc5")
+#: where ``PWCLite`` lives in a source checkout
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models.py"
+_METRICS = ("import", "init", "first_forward", "first_backward", "forward", "backward")
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _load_models():
+    spec = importlib.util.spec_from_file_location("corr_taichi_examples_models", EXAMPLES)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: a fresh process: torch imported, then ``import corr_taichi`` timed (whichever is first on the path: see
+#: ``source``), then :func:`_child`, from this file
+_CHILD = """
+import importlib.util, json, sys, time
+import torch
+start = time.perf_counter()
+import corr_taichi
+imported = time.perf_counter() - start
+spec = importlib.util.spec_from_file_location("corr_taichi_bench_cold", sys.argv[3])
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+print(json.dumps(dict(bench._child(sys.argv[1], sys.argv[2]), **{"import": imported})))
+"""
+
+
+def _child(case: str, cache: str) -> dict:
+    """One fresh process's measurements of ``case`` with the offline cache in ``cache``."""
+    import torch
+
+    import corr_taichi
+
+    result = {"case": case}
+    from corr_taichi import _runtime
+
+    result["backend"] = getattr(_runtime, "BACKEND", "taichi")  # a commit before the choice ran on taichi
+    result["init"] = _timed(lambda: corr_taichi.init("cpu", offline_cache_file_path=cache))
+    torch.manual_seed(0)
+    if case == "floor":
+        ti = _runtime.ti
+
+        @ti.kernel
+        def add(x: ti.types.ndarray(ndim=1), value: ti.f32):
+            for i in x:
+                x[i] += value
+
+        x = torch.zeros(8)
+        result["first_forward"] = _timed(lambda: add(x, 1.0))
+        result["forward"] = _timed(lambda: add(x, 1.0))
+        return result
+    if case == "pwc5":
+        model = _load_models().PWCLite(levels=5)
+        images = torch.randn(1, 3, 128, 192), torch.randn(1, 3, 128, 192)
+        step = lambda: model(*images).square().mean().backward()  # noqa: E731
+        result["first_forward"] = _timed(step)
+        result["forward"] = _timed(step)
+        return result
+    from .bench import CONFIGS
+
+    shape, params = CONFIGS[case]
+    a, b = (torch.randn(shape, requires_grad=True) for _ in range(2))
+    for prefix in ("first_", ""):
+        start = time.perf_counter()
+        out = corr_taichi.correlation(a, b, **params)
+        result[prefix + "forward"] = time.perf_counter() - start
+        grad = torch.randn_like(out)
+        result[prefix + "backward"] = _timed(lambda: torch.autograd.grad(out, (a, b), grad))
+    return result
+
+
+def _run_child(case: str, cache: str, backend: str, source: str | None) -> dict:
+    env = dict(os.environ, CORR_TAICHI_BACKEND=backend)
+    if source:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", _CHILD, case, cache, __file__], env=env,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"cold-start case {case} ({backend}) failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def installed_backends() -> list[str]:
+    from ._runtime import BACKENDS
+
+    return [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
+
+
+def run(backends: list[str], cases: list[str], runs: int, progress=None, source: str | None = None) -> list[dict]:
+    """Medians over ``runs`` of each (backend, case, cache state); each run a new empty cache directory,
+    then a second process with it warm.  ``source``: another corr_taichi source tree (its ``src``) to
+    measure instead of the installed one, e.g. an earlier commit's."""
+    rows = []
+    for backend in backends:
+        for case in cases:
+            if case == "pwc5" and not EXAMPLES.exists():
+                continue  # installed without the examples
+            samples = {"empty": [], "warm": []}
+            for _ in range(runs):
+                with tempfile.TemporaryDirectory(prefix="corr-taichi-cold-") as cache:
+                    samples["empty"].append(_run_child(case, cache, backend, source))
+                    samples["warm"].append(_run_child(case, cache, backend, source))
+                if progress:
+                    progress()
+            for state, measured in samples.items():
+                row = {"backend": backend, "case": case, "cache": state, "runs": runs, "source": source or "this"}
+                for metric in _METRICS:
+                    values = [m[metric] for m in measured if metric in m]
+                    if values:
+                        row[metric] = statistics.median(values)
+                rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict], title: str) -> None:
+    print(title)
+    head = ["backend", "case", "cache", "import", "init", "1st fwd", "1st bwd", "fwd", "bwd", "1st fwd-fwd",
+            "1st bwd-bwd"]
+    print(" ".join(f"{h:>11}" for h in head))
+    for r in rows:
+        cells = [r["backend"], r["case"], r["cache"]]
+        for metric in _METRICS:
+            cells.append(f"{r[metric]:.3f}" if metric in r else "-")
+        for first, again in (("first_forward", "forward"), ("first_backward", "backward")):
+            cells.append(f"{r[first] - r[again]:.3f}" if first in r and again in r else "-")
+        print(" ".join(f"{c:>11}" for c in cells))
