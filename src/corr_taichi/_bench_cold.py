@@ -94,7 +94,7 @@ def _child(case: str, cache: str) -> dict:
         result["first_forward"] = _timed(step)
         result["forward"] = _timed(step)
         return result
-    from .bench import CONFIGS
+    from corr_taichi.bench import CONFIGS  # absolute: this file runs as a module of its own in the child
 
     shape, params = CONFIGS[case]
     a, b = (torch.randn(shape, requires_grad=True) for _ in range(2))
