@@ -41,11 +41,14 @@ from ._runtime import locked, ti
 
 def channel_block(slots: int) -> int:
     """How many channels ``grad_input1`` sums at a time for windows of ``slots`` displacements (its padded
-    copies round the channel count up to a multiple).  Sixteen spread each patch row's weights over
-    more channels, but with more than 11 slots their registers spill (one-process A/B of the kernel
-    against 8, on 32 channels of 96 x 128: 0.88-0.93 of the time at 9 and 11 slots, 0.92 at 7,
-    1.07-1.09 at 3 and 5, 1.03-1.07 at 13 and 16)."""
-    return 16 if 7 <= slots <= 11 else 8
+    copies round the channel count up to a multiple): eight.  The kernel is unrolled over the block, so
+    the block sets its size, and with it its first call's compile (or, with the offline cache warm, its
+    front end's) time.  One-process A/B of the gradient on 32 channels of 96 x 128, 9 slots: eight took
+    0.92-1.01 of the time of sixteen and four 0.99 (three runs of 15 alternating repeats); on an earlier
+    day's machine sixteen took 0.88-0.93 of eight's time at 9 and 11 slots, 1.07-1.09 at 3 and 5 and
+    1.03-1.07 at 13 and 16.  Sixteen doubled the kernel's front-end time (PWC-style networks' first
+    backward: most of it)."""
+    return 8
 
 RowGeometry = ti.types.struct(
     stride_h=ti.i32, origin_h=ti.i32, patch_h=ti.i32, patch_dilation_h=ti.i32, first_h=ti.i32,
