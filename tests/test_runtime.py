@@ -213,3 +213,31 @@ def test_a_backend_name_is_checked_and_each_installed_one_runs():
         assert result.returncode == 0, result.stderr
         assert result.stdout == f"{backend}\n"  # and nothing else: no banner, no warning
         assert result.stderr == ""
+
+
+def test_the_users_kernels_compile_with_taichis_own_front_end(tmp_path):
+    """This package's kernels compile with a leaner Taichi 1.7 front end (no per-node source excerpts, each
+    function's source read once); a kernel of the user's, compiled after them, gets Taichi's full error
+    messages, with the faulty expression underlined."""
+    result = run("""
+        import torch, corr_taichi
+        from corr_taichi import _runtime
+        x = torch.randn(1, 3, 5, 6, requires_grad=True)
+        corr_taichi.correlation(x, x.detach(), patch_size=3).sum().backward()
+        ti = _runtime.ti
+
+        @ti.kernel
+        def broken(a: ti.types.ndarray(ndim=1)):
+            for i in a:
+                a[i] = undefined_name + 1
+
+        try:
+            broken(torch.zeros(4))
+        except Exception as e:
+            print(type(e).__name__)
+            print(str(e))
+        """, file=tmp_path / "user_kernel.py")  # a file: Taichi reads a kernel's source
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] in ("TaichiNameError", "QuadrantsNameError")
+    assert "undefined_name + 1" in result.stdout and "^^^" in result.stdout

@@ -19,11 +19,14 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import io
 import os
 import sys
+import textwrap
 import threading
+import types
 import warnings
 
 import torch
@@ -132,7 +135,7 @@ class locked:
         self.kernel = kernel
 
     def __call__(self, *args):
-        with LOCK:
+        with LOCK, _lean_front_end():
             cfg = ti.lang.impl.current_cfg()
             if not (cfg.real_matrix_scalarize and cfg.arch in _CPU_ARCHS):
                 return self.kernel(*args)
@@ -144,6 +147,68 @@ class locked:
 
     def __getattr__(self, name: str):
         return getattr(self.kernel, name)
+
+
+def _file_and_line(ctx, node) -> str:
+    """Where an AST node of a kernel being compiled is, for Taichi's error messages: file and line."""
+    return f'File "{ctx.file}", line {node.lineno + ctx.lineno_offset}, in {ctx.func.func.__name__}:\n'
+
+
+def _front_end_modules():
+    """Taichi 1.7's AST transformer context class and kernel module, whose per-node source excerpts and
+    per-call source reads this package's kernels compile without (see :func:`_lean_front_end`); None
+    for another implementation (quadrants computes its excerpts lazily and caches its source reads)."""
+    if BACKEND != "taichi":
+        return None
+    try:
+        context = importlib.import_module("taichi.lang.ast.ast_transformer_utils").ASTTransformerContext
+        kernel_impl = importlib.import_module("taichi.lang.kernel_impl")
+    except (ImportError, AttributeError):
+        return None
+    if not all(callable(getattr(owner, name, None)) for owner, name in
+               ((context, "get_pos_info"), (kernel_impl, "getsourcelines"), (kernel_impl, "getsourcefile"))):
+        return None
+    if getattr(kernel_impl, "textwrap", None) is not textwrap:
+        return None
+    return context, kernel_impl
+
+
+_FRONT_END = _front_end_modules()
+if _FRONT_END is not None:
+    _FULL = (_FRONT_END[0].get_pos_info, _FRONT_END[1].getsourcelines, _FRONT_END[1].getsourcefile, textwrap)
+    #: the source of this package's Taichi functions, read and normalised once per process (each inlined
+    #: call of a ``ti.func`` read its file again, and re-wrapped each line: about a third of the front end)
+    _LEAN = (_file_and_line, functools.lru_cache(maxsize=None)(_FULL[1]), functools.lru_cache(maxsize=None)(_FULL[2]),
+             types.SimpleNamespace(fill=functools.lru_cache(maxsize=None)(textwrap.fill),
+                                   dedent=functools.lru_cache(maxsize=None)(textwrap.dedent)))
+
+
+def _set_front_end(functions) -> None:
+    context, kernel_impl = _FRONT_END
+    context.get_pos_info, kernel_impl.getsourcelines, kernel_impl.getsourcefile, kernel_impl.textwrap = functions
+
+
+@contextlib.contextmanager
+def _lean_front_end():
+    """While this package's kernels compile (under :data:`LOCK`), Taichi 1.7's Python front end runs
+    without two costs that are most of a first call with a warm offline cache:
+
+    * for every AST node it visits, it formats an excerpt of the source with the node underlined (text
+      wrapping included), kept for error messages: about 45 % of its time on these unrolled kernels;
+      here it records file and line only;
+    * for every inlined call of a ``ti.func`` it reads and tokenises the function's source file again,
+      and re-wraps each line; here each function's source is read and normalised once per process.
+
+    Other kernels (the user's) compile as Taichi does it; Taichi's front end is not thread-safe, so no
+    other kernel compiles while this holds."""
+    if _FRONT_END is None:
+        yield
+        return
+    _set_front_end(_LEAN)
+    try:
+        yield
+    finally:
+        _set_front_end(_FULL)
 
 
 def struct(struct_type, **fields):
