@@ -8,7 +8,9 @@ process fills), then again with that cache warm.  A process reports, in seconds:
 * ``first_forward`` / ``first_backward``: the first call, which compiles (or loads) the kernels and then runs;
 * ``forward`` / ``backward``: the same call again (the work itself, with nothing left to compile);
 
-so that ``first - again`` is what a first call costs over a later one.  The cases:
+so that ``first - again`` is what a first call costs over a later one.  Before them the process runs one
+backward of plain torch, whose first call imports torch's symbolic-shape machinery (reported as
+``torch_first_backward``; a network's first backward pays it with or without this layer).  The cases:
 
 * ``floor``: Taichi's own floor, a trivial kernel's first launch (its ``first_forward``);
 * ``flownetc``, ``pwc2``: the benchmark's configurations of those names (``CONFIGS``), forward then backward;
@@ -32,7 +34,7 @@ from pathlib import Path
 CASES = ("floor", "flownetc", "pwc2", "pwc5")
 #: where ``PWCLite`` lives in a source checkout
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models.py"
-_METRICS = ("import", "init", "first_forward", "first_backward", "forward", "backward")
+_METRICS = ("import", "torch_first_backward", "init", "first_forward", "first_backward", "forward", "backward")
 
 
 def _timed(fn) -> float:
@@ -70,6 +72,11 @@ def _child(case: str, cache: str) -> dict:
     import corr_taichi
 
     result = {"case": case}
+    # torch's own first backward imports its symbolic-shape machinery (sympy: 0.3-0.5 s here), which any
+    # process's first backward pays with or without this layer: done first, and reported apart
+    weight = torch.randn(3, requires_grad=True)
+    result["torch_first_backward"] = _timed(lambda: torch.autograd.grad((weight * 2).sum(), weight,
+                                                                        torch.ones(())))
     from corr_taichi import _runtime
 
     result["backend"] = getattr(_runtime, "BACKEND", "taichi")  # a commit before the choice ran on taichi
@@ -152,8 +159,8 @@ def run(backends: list[str], cases: list[str], runs: int, progress=None, source:
 
 def print_table(rows: list[dict], title: str) -> None:
     print(title)
-    head = ["backend", "case", "cache", "import", "init", "1st fwd", "1st bwd", "fwd", "bwd", "1st fwd-fwd",
-            "1st bwd-bwd"]
+    head = ["backend", "case", "cache", "import", "torch bwd", "init", "1st fwd", "1st bwd", "fwd", "bwd",
+            "1st fwd-fwd", "1st bwd-bwd"]
     print(" ".join(f"{h:>11}" for h in head))
     for r in rows:
         cells = [r["backend"], r["case"], r["cache"]]
