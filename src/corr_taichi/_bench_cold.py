@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 CASES = ("floor", "flownetc", "pwc2", "pwc5")
 #: where ``PWCLite`` lives in a source checkout
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models.py"
@@ -61,24 +63,22 @@ imported = time.perf_counter() - start
 spec = importlib.util.spec_from_file_location("corr_taichi_bench_cold", sys.argv[3])
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
-print(json.dumps(dict(bench._child(sys.argv[1], sys.argv[2]), **{"import": imported})))
+result = bench._child(sys.argv[1], sys.argv[2], corr_taichi, json.loads(sys.argv[4]))
+print(json.dumps(dict(result, **{"import": imported})))
 """
 
 
-def _child(case: str, cache: str) -> dict:
-    """One fresh process's measurements of ``case`` with the offline cache in ``cache``."""
-    import torch
-
-    import corr_taichi
-
+def _child(case: str, cache: str, corr_taichi, config) -> dict:
+    """One fresh process's measurements of ``case`` with the offline cache in ``cache``, of the imported
+    package ``corr_taichi`` (passed in: this file runs as a module of its own there, see ``_CHILD``);
+    ``config``: the case's ``[shape, parameters]``, where it is a correlation configuration."""
     result = {"case": case}
     # torch's own first backward imports its symbolic-shape machinery (sympy: 0.3-0.5 s here), which any
     # process's first backward pays with or without this layer: done first, and reported apart
     weight = torch.randn(3, requires_grad=True)
     result["torch_first_backward"] = _timed(lambda: torch.autograd.grad((weight * 2).sum(), weight,
                                                                         torch.ones(())))
-    from corr_taichi import _runtime
-
+    _runtime = corr_taichi._runtime
     result["backend"] = getattr(_runtime, "BACKEND", "taichi")  # a commit before the choice ran on taichi
     result["init"] = _timed(lambda: corr_taichi.init("cpu", offline_cache_file_path=cache))
     torch.manual_seed(0)
@@ -101,9 +101,7 @@ def _child(case: str, cache: str) -> dict:
         result["first_forward"] = _timed(step)
         result["forward"] = _timed(step)
         return result
-    from corr_taichi.bench import CONFIGS  # absolute: this file runs as a module of its own in the child
-
-    shape, params = CONFIGS[case]
+    shape, params = config
     a, b = (torch.randn(shape, requires_grad=True) for _ in range(2))
     for prefix in ("first_", ""):
         start = time.perf_counter()
@@ -114,27 +112,23 @@ def _child(case: str, cache: str) -> dict:
     return result
 
 
-def _run_child(case: str, cache: str, backend: str, source: str | None) -> dict:
+def _run_child(case: str, cache: str, backend: str, source: str | None, config) -> dict:
     env = dict(os.environ, CORR_TAICHI_BACKEND=backend)
     if source:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
-    done = subprocess.run([sys.executable, "-c", _CHILD, case, cache, __file__], env=env,
+    done = subprocess.run([sys.executable, "-c", _CHILD, case, cache, __file__, json.dumps(config)], env=env,
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"cold-start case {case} ({backend}) failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def installed_backends() -> list[str]:
-    from ._runtime import BACKENDS
-
-    return [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
-
-
-def run(backends: list[str], cases: list[str], runs: int, progress=None, source: str | None = None) -> list[dict]:
+def run(backends: list[str], cases: list[str], runs: int, configs: dict, progress=None, source: str | None = None
+        ) -> list[dict]:
     """Medians over ``runs`` of each (backend, case, cache state); each run a new empty cache directory,
-    then a second process with it warm.  ``source``: another corr_taichi source tree (its ``src``) to
-    measure instead of the installed one, e.g. an earlier commit's."""
+    then a second process with it warm.  ``configs``: the correlation cases' ``(shape, parameters)`` by
+    name; ``source``: another corr_taichi source tree (its ``src``) to measure instead of the installed
+    one, e.g. an earlier commit's."""
     rows = []
     for backend in backends:
         for case in cases:
@@ -143,8 +137,8 @@ def run(backends: list[str], cases: list[str], runs: int, progress=None, source:
             samples = {"empty": [], "warm": []}
             for _ in range(runs):
                 with tempfile.TemporaryDirectory(prefix="corr-taichi-cold-") as cache:
-                    samples["empty"].append(_run_child(case, cache, backend, source))
-                    samples["warm"].append(_run_child(case, cache, backend, source))
+                    for state in ("empty", "warm"):
+                        samples[state].append(_run_child(case, cache, backend, source, configs.get(case)))
                 if progress:
                     progress()
             for state, measured in samples.items():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import statistics
 import sys
@@ -32,7 +33,7 @@ from ._geometry import correlation1d_geometry, sampler_geometry
 from ._dispatch import force_paths
 from ._progress import progress_bar
 from ._provenance import provenance
-from ._runtime import init
+from ._runtime import BACKENDS, init
 from .functional import correlation
 from .stereo import correlation1d
 
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cold(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """``--cold``: the cold-start table (and JSON)."""
-    installed = _bench_cold.installed_backends()
+    installed = [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
     backends = args.backends or installed
     for name in backends:
         if name not in installed:
@@ -349,7 +350,7 @@ def _cold(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             parser.error(f"--cases must be among {', '.join(_bench_cold.CASES)}, got {case!r}")
     with progress_bar() as progress:
         task = progress.add_task("cold starts", total=len(backends) * len(args.cases) * args.runs)
-        rows = _bench_cold.run(backends, args.cases, args.runs, lambda: progress.advance(task), args.source)
+        rows = _bench_cold.run(backends, args.cases, args.runs, CONFIGS, lambda: progress.advance(task), args.source)
     source = f" of {args.source}" if args.source else ""
     title = (f"cold start{source}, seconds: median of {args.runs} fresh processes per row (cpu, "
              f"{torch.get_num_threads()} threads, torch {torch.__version__}); 1st - again: what the first call costs "
