@@ -128,5 +128,5 @@ def test_cold_start_reports_each_backend_case_and_cache_state(tmp_path):
     rows = json.loads(path.read_text())["rows"]
     assert [(r["backend"], r["cache"]) for r in rows] == [(b, c) for b in backends for c in ("empty", "warm")]
     for r in rows:
-        assert r["case"] == "floor" and r["runs"] == 1
+        assert r["case"] == "floor" and r["runs"] == 1 and r["source"] == "installed"
         assert 0 < r["import"] and 0 < r["init"] and 0 < r["forward"] < r["first_forward"]

@@ -123,41 +123,48 @@ def _run_child(case: str, cache: str, backend: str, source: str | None, config) 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(backends: list[str], cases: list[str], runs: int, configs: dict, progress=None, source: str | None = None
-        ) -> list[dict]:
-    """Medians over ``runs`` of each (backend, case, cache state); each run a new empty cache directory,
-    then a second process with it warm.  ``configs``: the correlation cases' ``(shape, parameters)`` by
-    name; ``source``: another corr_taichi source tree (its ``src``) to measure instead of the installed
-    one, e.g. an earlier commit's."""
+#: the ``sources`` entry that means the installed package
+INSTALLED = "installed"
+
+
+def run(backends: list[str], cases: list[str], runs: int, configs: dict, progress=None,
+        sources: tuple[str, ...] = (INSTALLED,)) -> list[dict]:
+    """Medians over ``runs`` of each (source, backend, case, cache state): per case a new empty cache
+    directory, then a second process with it warm.  Each run goes through every source, backend and case
+    in turn, so that they alternate on a shared machine.  ``configs``: the correlation cases' ``(shape,
+    parameters)`` by name; ``sources``: corr_taichi source trees (``src`` folders, e.g. an earlier commit's)
+    to measure, :data:`INSTALLED` for the installed package."""
+    cases = [case for case in cases if case != "pwc5" or EXAMPLES.exists()]  # installed without the examples
+    samples: dict[tuple, list] = {}
+    for _ in range(runs):
+        for source in sources:
+            for backend in backends:
+                for case in cases:
+                    with tempfile.TemporaryDirectory(prefix="corr-taichi-cold-") as cache:
+                        for state in ("empty", "warm"):
+                            path = None if source == INSTALLED else source
+                            measured = _run_child(case, cache, backend, path, configs.get(case))
+                            samples.setdefault((source, backend, case, state), []).append(measured)
+                    if progress:
+                        progress()
     rows = []
-    for backend in backends:
-        for case in cases:
-            if case == "pwc5" and not EXAMPLES.exists():
-                continue  # installed without the examples
-            samples = {"empty": [], "warm": []}
-            for _ in range(runs):
-                with tempfile.TemporaryDirectory(prefix="corr-taichi-cold-") as cache:
-                    for state in ("empty", "warm"):
-                        samples[state].append(_run_child(case, cache, backend, source, configs.get(case)))
-                if progress:
-                    progress()
-            for state, measured in samples.items():
-                row = {"backend": backend, "case": case, "cache": state, "runs": runs, "source": source or "this"}
-                for metric in _METRICS:
-                    values = [m[metric] for m in measured if metric in m]
-                    if values:
-                        row[metric] = statistics.median(values)
-                rows.append(row)
+    for (source, backend, case, state), measured in samples.items():
+        row = {"source": source, "backend": backend, "case": case, "cache": state, "runs": runs}
+        for metric in _METRICS:
+            values = [m[metric] for m in measured if metric in m]
+            if values:
+                row[metric] = statistics.median(values)
+        rows.append(row)
     return rows
 
 
 def print_table(rows: list[dict], title: str) -> None:
     print(title)
-    head = ["backend", "case", "cache", "import", "torch bwd", "init", "1st fwd", "1st bwd", "fwd", "bwd",
+    head = ["source", "backend", "case", "cache", "import", "torch bwd", "init", "1st fwd", "1st bwd", "fwd", "bwd",
             "1st fwd-fwd", "1st bwd-bwd"]
     print(" ".join(f"{h:>11}" for h in head))
     for r in rows:
-        cells = [r["backend"], r["case"], r["cache"]]
+        cells = [Path(r["source"]).parent.name or r["source"], r["backend"], r["case"], r["cache"]]
         for metric in _METRICS:
             cells.append(f"{r[metric]:.3f}" if metric in r else "-")
         for first, again in (("first_forward", "forward"), ("first_backward", "backward")):

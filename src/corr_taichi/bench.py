@@ -245,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="--cold: the Taichi implementations to run under, side by side (taichi, quadrants; "
                              "default: those installed)")
     parser.add_argument("--runs", type=int, default=3, help="--cold: fresh processes per case and cache state")
-    parser.add_argument("--source", help="--cold: measure the corr_taichi of this source tree (a 'src' folder, e.g. "
-                                         "an earlier commit's checkout) instead of the installed one")
+    parser.add_argument("--sources", nargs="+", default=[_bench_cold.INSTALLED],
+                        help="--cold: the corr_taichi source trees to measure, alternating ('src' folders, e.g. an "
+                             f"earlier commit's checkout; '{_bench_cold.INSTALLED}': the installed package)")
     parser.add_argument("--pin-threads", action="store_true",
                         help="start Taichi's CPU runtime with its worker threads pinned one per CPU "
                              "(corr_taichi.init(pin_threads=True); Linux)")
@@ -349,10 +350,11 @@ def _cold(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if case not in _bench_cold.CASES:
             parser.error(f"--cases must be among {', '.join(_bench_cold.CASES)}, got {case!r}")
     with progress_bar() as progress:
-        task = progress.add_task("cold starts", total=len(backends) * len(args.cases) * args.runs)
-        rows = _bench_cold.run(backends, args.cases, args.runs, CONFIGS, lambda: progress.advance(task), args.source)
-    source = f" of {args.source}" if args.source else ""
-    title = (f"cold start{source}, seconds: median of {args.runs} fresh processes per row (cpu, "
+        total = len(args.sources) * len(backends) * len(args.cases) * args.runs
+        task = progress.add_task("cold starts", total=total)
+        rows = _bench_cold.run(backends, args.cases, args.runs, CONFIGS, lambda: progress.advance(task),
+                               tuple(args.sources))
+    title = (f"cold start, seconds: median of {args.runs} fresh processes per row, alternating (cpu, "
              f"{torch.get_num_threads()} threads, torch {torch.__version__}); 1st - again: what the first call costs "
              "over a later one")
     _bench_cold.print_table(rows, title)
