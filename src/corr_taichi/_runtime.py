@@ -157,7 +157,7 @@ def _file_and_line(ctx, node) -> str:
 def _front_end_modules():
     """Taichi 1.7's AST transformer context class and kernel module, whose per-node source excerpts and
     per-call source reads this package's kernels compile without (see :func:`_lean_front_end`); None
-    for another implementation (quadrants computes its excerpts lazily and caches its source reads)."""
+    for another implementation (quadrants memoises its excerpts per function)."""
     if BACKEND != "taichi":
         return None
     try:
@@ -199,8 +199,9 @@ def _lean_front_end():
     * for every inlined call of a ``ti.func`` it reads and tokenises the function's source file again,
       and re-wraps each line; here each function's source is read and normalised once per process.
 
-    Other kernels (the user's) compile as Taichi does it; Taichi's front end is not thread-safe, so no
-    other kernel compiles while this holds."""
+    Other kernels (the user's) compile as Taichi does it.  A user's kernel compiled on another thread while
+    this holds would get the short messages; Taichi's front end does not support two kernels compiling at
+    once anyway."""
     if _FRONT_END is None:
         yield
         return
