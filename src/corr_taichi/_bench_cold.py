@@ -138,11 +138,11 @@ def run(backends: list[str], cases: list[str], runs: int, configs: dict, progres
     samples: dict[tuple, list] = {}
     for _ in range(runs):
         for source in sources:
+            path = None if source == INSTALLED else source
             for backend in backends:
                 for case in cases:
                     with tempfile.TemporaryDirectory(prefix="corr-taichi-cold-") as cache:
                         for state in ("empty", "warm"):
-                            path = None if source == INSTALLED else source
                             measured = _run_child(case, cache, backend, path, configs.get(case))
                             samples.setdefault((source, backend, case, state), []).append(measured)
                     if progress:

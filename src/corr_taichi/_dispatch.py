@@ -154,7 +154,7 @@ def plan(g: Geometry, shape: Sequence[int], arch: str | None | Callable[[], str 
     batch, channels, height, width = shape
     tap = _tap(g, height, width)
     row_backward = _row_tap(tap, shape, True, force)  # sets the gradients' format, forward and backward
-    fmt = torch.contiguous_format if row_backward is not None else torch.channels_last
+    fmt = _gradient_format(row_backward)
     record = dict(backward=backward, gradient_format=fmt, forced=force)
     whole = Piece(slice(0, batch), slice(0, g.patch_h), g, tap)
     empty = math.prod(g.output_shape(batch)) == 0 or batch * channels * height * width == 0
@@ -198,7 +198,11 @@ def gradient_format(g: Geometry, shape: Sequence[int]) -> torch.memory_format:
     """The input gradients' memory format: NCHW where the CPU row path computes the backward (it writes
     NCHW rows), channels-last elsewhere (the channel-vector kernels write channels-last).  Decided from
     the shapes alone, so that fake tensors agree on every backend."""
-    row_backward = _row_tap(_tap(g, *shape[2:]), shape, True, forced())
+    return _gradient_format(_row_tap(_tap(g, *shape[2:]), shape, True, forced()))
+
+
+def _gradient_format(row_backward: Geometry | None) -> torch.memory_format:
+    """:func:`gradient_format` from the row path's decision for the backward (:func:`_row_tap`)."""
     return torch.contiguous_format if row_backward is not None else torch.channels_last
 
 

@@ -36,7 +36,6 @@ import torch
 #: arguments, then launches it).  A forked child gets a fresh one (see :func:`_after_fork_in_child`), so
 #: the names below look it up at each use.
 LOCK = threading.RLock()
-_ARCH_NAMES = ("cpu", "cuda", "vulkan", "metal", "opengl", "gpu")  # less those the backend lacks (below)
 
 
 #: The Taichi implementations the layer runs on, by import name: upstream Taichi (the default
@@ -72,8 +71,10 @@ def _quiet_import(name: str):
 
 
 def _started(module) -> bool:
+    """Whether ``module``'s runtime has been started (quadrants' ``prog`` raises before that; both keep the
+    program in ``_prog``)."""
     runtime = module.lang.impl.get_runtime()
-    return getattr(runtime, "_prog", None) is not None if hasattr(runtime, "_prog") else runtime.prog is not None
+    return (runtime._prog if hasattr(runtime, "_prog") else runtime.prog) is not None
 
 
 def _import_taichi():
@@ -104,7 +105,8 @@ ti = _import_taichi()
 BACKEND = ti.__name__
 
 _CPU_ARCHS = (ti.x64, ti.arm64)
-_ARCH_NAMES = tuple(name for name in _ARCH_NAMES if hasattr(ti, name))  # quadrants has no opengl
+#: the backends :func:`init` takes, less those the implementation lacks (quadrants has no opengl)
+_ARCH_NAMES = tuple(name for name in ("cpu", "cuda", "vulkan", "metal", "opengl", "gpu") if hasattr(ti, name))
 
 #: the Taichi scalar type of each torch dtype the kernels compute in.
 #: Taichi 1.7 indexes ndarrays with 32-bit ints: no tensor a kernel reads or writes may hold more elements.

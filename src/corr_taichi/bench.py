@@ -326,12 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                    "channels_last": args.channels_last, "pinned_threads": args.pin_threads,
                    "timings": [dict(dataclasses.asdict(t), ratio=t.ratio)
                                for t in results + [t for _, t in sweep] + stereo_results]}
-        text = json.dumps(payload, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text)
+        _write_json(args.json, payload)
     if args.plot:
         if not sweep:
             parser.error("--plot needs --sweep")
@@ -359,13 +354,18 @@ def _cold(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
              "over a later one")
     _bench_cold.print_table(rows, title)
     if args.json:
-        text = json.dumps({"title": title, "provenance": provenance(), "rows": rows}, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text)
+        _write_json(args.json, {"title": title, "provenance": provenance(), "rows": rows})
     return 0
+
+
+def _write_json(path: str, payload: dict) -> None:
+    """``--json``: ``payload`` to the file ``path``, or to stdout for ``-``."""
+    text = json.dumps(payload, indent=2)
+    if path == "-":
+        print(text)
+    else:
+        with open(path, "w") as f:
+            f.write(text)
 
 
 if __name__ == "__main__":
