@@ -243,3 +243,39 @@ def test_double_backward_is_refused():
     (grad,) = torch.autograd.grad(corr_taichi.correlation(x1, x2, patch_size=3).sum(), x1, create_graph=True)
     with pytest.raises(RuntimeError, match="corr_taichi::correlation_backward has no gradient formula"):
         grad.sum().backward()
+
+
+def _seeded(*shape, seed, scale=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, dtype=torch.float64, generator=gen) * scale).requires_grad_()
+
+
+@pytest.mark.parametrize("op", ["correlation", "correlation_lookup1d", "volume_lookup1d", "correlation_lookup"])
+def test_gradients_where_taichi_cannot_run(monkeypatch, op):
+    """In a process where Taichi cannot run (one forked after the runtime started), each op's forward and
+    backward are the pure-PyTorch computation's, with the kernels' values and gradients."""
+    import corr_taichi._lookup1d as lookup1d
+    import corr_taichi._lookup2d as lookup2d
+    import corr_taichi._op as core
+
+    calls = {
+        "correlation": (lambda a, b: corr_taichi.correlation(a, b, patch_size=3, dilation_patch=2),
+                        (_seeded(2, 5, 6, 7, seed=1), _seeded(2, 5, 6, 7, seed=2))),
+        "correlation_lookup1d": (lambda a, b, x: corr_taichi.correlation_lookup1d(a, b, x, 2),
+                                 (_seeded(1, 4, 3, 6, seed=3), _seeded(1, 4, 3, 8, seed=4),
+                                  _seeded(1, 3, 6, seed=5, scale=7))),
+        "volume_lookup1d": (lambda v, x: corr_taichi.volume_lookup1d(v, x, 2),
+                            (_seeded(1, 3, 6, 8, seed=6), _seeded(1, 3, 6, seed=7, scale=7))),
+        "correlation_lookup": (lambda a, b, x: corr_taichi.correlation_lookup(a, b, x, 2),
+                               (_seeded(1, 4, 3, 6, seed=8), _seeded(1, 4, 5, 7, seed=9),
+                                _seeded(1, 2, 3, 6, seed=10, scale=5))),
+    }
+    fn, args = calls[op]
+    results = []
+    for usable in (True, False):
+        for module in (core, lookup1d, lookup2d):
+            monkeypatch.setattr(module, "usable", lambda: usable)
+        out = fn(*args)
+        results.append((out, *torch.autograd.grad(out, args, torch.ones_like(out))))
+    for kernels, plain in zip(*results):
+        torch.testing.assert_close(plain, kernels, rtol=1e-10, atol=1e-12)

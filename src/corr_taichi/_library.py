@@ -52,6 +52,17 @@ class CustomOp:
                                         lib=_LIB)
 
 
+def reference_vjp(function: Callable, primals: tuple, cotangent: torch.Tensor) -> tuple:
+    """The gradients of ``function(*primals)`` (a tensor) for the output gradient ``cotangent``, one per
+    primal: how a gradient op's implementation differentiates the pure-PyTorch computation (its path
+    where Taichi cannot run).  ``torch.autograd.grad`` would see nothing to differentiate there: a
+    gradient op runs below the autograd dispatch key, so the operations inside it are not recorded;
+    ``torch.func.vjp`` traces them with its own transform."""
+    with torch.enable_grad():
+        out, vjp = torch.func.vjp(function, *primals)
+        return vjp(cotangent.to(out.dtype))
+
+
 def custom_op(qualname: str) -> Callable[[Callable], CustomOp]:
     """Decorator: define the function's signature as the op ``qualname`` (``"corr_taichi::<name>"``, no
     mutated arguments) with the function as its implementation on every device."""

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from . import _lookup1d_kernels
 from ._layouts import _COMPUTE, _cpu_gradient, _cpu_layout
-from ._library import custom_op
+from ._library import custom_op, reference_vjp
 from ._op import _launch
 from ._runtime import TAICHI_DTYPES, usable
 from .reference import correlation_lookup1d, volume_lookup1d
@@ -44,12 +44,8 @@ def _gradient(like: Tensor, device: torch.device, launch) -> Tensor:
 
 def _reference_grads(function, inputs: tuple[Tensor, ...], needed: tuple[bool, ...], grad_out: Tensor, *args):
     """Gradients from the pure-PyTorch implementation (processes where Taichi cannot run)."""
-    with torch.enable_grad():
-        leaves = [x.detach().to(_COMPUTE[x.dtype]).requires_grad_(need) for x, need in zip(inputs, needed)]
-        out = function(*leaves, *args)
-        wanted = [x for x in leaves if x.requires_grad]
-        grads = iter(torch.autograd.grad(out, wanted, grad_out.to(out.dtype)) if wanted else ())
-        return tuple(next(grads).to(x.dtype) if need else x.new_empty(0) for x, need in zip(inputs, needed))
+    grads = reference_vjp(lambda *xs: function(*xs, *args), tuple(x.to(_COMPUTE[x.dtype]) for x in inputs), grad_out)
+    return tuple(grad.to(x.dtype) if need else x.new_empty(0) for x, grad, need in zip(inputs, grads, needed))
 
 
 # --------------------------------------------------------------------------- lookup in a volume

@@ -20,7 +20,7 @@ from . import _gpu_kernels, _kernel_helpers, _kernels, _pixel_tile_kernels, _row
 from ._dispatch import CPU_ARCHS, Piece, Plan, force_paths, gradient_format, pieces_of, plan, record
 from ._geometry import Geometry
 from ._layouts import _COMPUTE, _cpu_gradient, _cpu_layout, _pixel_major
-from ._library import custom_op
+from ._library import custom_op, reference_vjp
 from ._runtime import TAICHI_DTYPES, current_arch_name, ensure_runtime, struct, sync, usable
 from .reference import correlation_from_geometry
 
@@ -196,9 +196,7 @@ def correlation_backward_op(
     if p.path == "empty":
         return _as_gradients(needed, (torch.zeros_like(input1), torch.zeros_like(input2)), fmt)
     if p.path == "reference":
-        with torch.enable_grad():
-            a, b = input1.detach().requires_grad_(), input2.detach().requires_grad_()
-            grads = torch.autograd.grad(_reference(a, b, g, scale), (a, b), grad_output)
+        grads = reference_vjp(lambda a, b: _reference(a, b, g, scale), (input1, input2), grad_output)
         return _as_gradients(needed, grads, fmt)
     height, width = input1.shape[2:]
     with _launch(input1.device) as (device, _):
