@@ -276,6 +276,53 @@ def test_corr_block_equals_raft_all_pairs_corr_block(levels, radius, H, W):
         assert _relative_error(a, b) < 1e-9
 
 
+def _pyramid_and_levels(dtype):
+    """A three-level pyramid (odd sizes, the last of one row) and coordinates with some outside and one NaN."""
+    fmap1 = seeded((2, 21, 7, 9), 60, dtype, requires_grad=True)
+    levels = [seeded((2, 21, 11, 13), 61, dtype), seeded((2, 21, 5, 6), 62, dtype), seeded((2, 21, 1, 3), 63, dtype)]
+    levels = [t.requires_grad_() for t in levels]
+    xy = _coords(2, 7, 9, 64, spread=5, far=True).to(dtype)
+    xy[1, 0, 3, 4] = float("nan")
+    return fmap1, levels, xy.requires_grad_()
+
+
+@VULKAN
+def test_pyramid_in_one_call_equals_the_levels_one_by_one():
+    """The op looks a pyramid up in one call, each level written in place of the output; the values are the
+    per-level lookups' at ``coords / 2**i``, bitwise, and so are the level gradients (the gradients that
+    sum over levels agree to rounding)."""
+    ops = torch.ops.corr_taichi
+    fmap1, levels, xy = _pyramid_and_levels(torch.float32)
+    out = ops.correlation_lookup(fmap1, levels, xy, 2, True, 0.7)
+    parts = [ops.correlation_lookup(fmap1, [level], xy / 2**i, 2, True, 0.7) for i, level in enumerate(levels)]
+    assert out.shape == (2, 75, 7, 9) and out.is_contiguous()
+    torch.testing.assert_close(out, torch.cat(parts, 1), rtol=0, atol=0, equal_nan=True)
+    grad_out = seeded(out.shape, 65, torch.float32)
+    got = torch.autograd.grad(out, (fmap1, *levels, xy), grad_out)
+    want = torch.autograd.grad(torch.cat(parts, 1), (fmap1, *levels, xy), grad_out)
+    for a, b in zip(got[1:4], want[1:4]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for a, b in zip((got[0], got[4]), (want[0], want[4])):
+        torch.testing.assert_close(a, b, equal_nan=True)
+
+
+def test_pyramid_without_taichi_gives_the_same_values_and_gradients(monkeypatch):
+    """Where Taichi cannot run, the op computes the pyramid in plain PyTorch: same values and gradients."""
+    import corr_taichi._lookup2d as lookup2d
+
+    fmap1, levels, xy = _pyramid_and_levels(torch.float64)
+    ops = torch.ops.corr_taichi
+    grad_out = seeded((2, 75, 7, 9), 66)
+    results = []
+    for usable in (True, False):
+        monkeypatch.setattr(lookup2d, "usable", lambda: usable)
+        out = ops.correlation_lookup(fmap1, levels, xy, 2, False, 0.7)
+        results.append((out, *torch.autograd.grad(out, (fmap1, *levels, xy), grad_out)))
+    for a, b in zip(*results):
+        assert torch.equal(a.isnan(), b.isnan())
+        assert _relative_error(a.nan_to_num(), b.nan_to_num()) < 1e-10
+
+
 # --------------------------------------------------------------------------- torchvision's RAFT corr_block
 
 
@@ -462,11 +509,13 @@ def test_opcheck_lookup():
     fmap1, fmap2 = seeded((1, 5, 3, 4), 110, requires_grad=True), seeded((1, 5, 4, 5), 111, requires_grad=True)
     xy = _coords(1, 3, 4, 112, spread=2).requires_grad_()
     ops = torch.ops.corr_taichi
-    torch.library.opcheck(ops.correlation_lookup.default, (fmap1, fmap2, xy, 2, True, 0.5))
-    grad = seeded((1, 25, 3, 4), 113)
-    for need in ((True, True, True), (True, False, False), (False, True, False), (False, False, True)):
-        args = (grad, fmap1.detach(), fmap2.detach(), xy.detach(), 2, False, 0.5, *need)
-        torch.library.opcheck(ops.correlation_lookup_backward.default, args)
+    pooled = F.avg_pool2d(fmap2.detach(), 2).requires_grad_()
+    for levels in ([fmap2], [fmap2, pooled]):
+        torch.library.opcheck(ops.correlation_lookup.default, (fmap1, levels, xy, 2, True, 0.5))
+        grad = seeded((1, 25 * len(levels), 3, 4), 113)
+        for need in ((True, True, True), (True, False, False), (False, True, False), (False, False, True)):
+            args = (grad, fmap1.detach(), [t.detach() for t in levels], xy.detach(), 2, False, 0.5, *need)
+            torch.library.opcheck(ops.correlation_lookup_backward.default, args)
 
 
 def test_torch_compile_fullgraph():

@@ -10,6 +10,11 @@ products ``D[j][i]`` of ``fmap1[b, h, w]`` with the ``(2R + 2)**2`` whole pixels
 
 (zero outside ``fmap2``): ``(2R + 2)**2`` dot products per pixel instead of ``4 (2R + 1)**2`` samples.
 
+A call handles one map of a pyramid: it reads the coordinates scaled by ``shrink`` (``1 / 2**i`` at level
+``i``), and the forward writes channels ``first ..`` of the pyramid's ``(B, L (2R + 1)**2, H1, W1)``
+output in place; the backward kernels read that channel range of the output gradient and, with ``add``,
+add ``fmap1``'s and the coordinates' gradients to the previous levels'.
+
 The backward is three gathers, deterministic (no atomics):
 
 * :func:`lookup_kernels`' ``pixel_backward``, one thread per pixel: the weight ``G[j][i]`` with which
@@ -43,9 +48,9 @@ CHUNK = 8
 
 @functools.cache
 def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
-    """``forward`` into ``(B, H1, W1, (2R + 1)**2)`` (pixel-major), ``pixel_backward`` (which reads the
-    output gradient so too), ``window_cells`` and ``grad_fmap2``, for
-    coordinates ``(B, 2, H1, W1)`` (x in channel 0).  Output channel ``k`` holds the offset ``(dx, dy)``
+    """``forward`` into ``(B, K, H1, W1)`` (one pyramid level's ``(2R + 1)**2`` channels of it),
+    ``pixel_backward`` (which reads the output gradient pixel-major, ``(B, H1, W1, K)``), ``window_cells``
+    and ``grad_fmap2``, for coordinates ``(B, 2, H1, W1)`` (x in channel 0).  Output channel ``k`` holds the offset ``(dx, dy)``
     at ``k = (dx + R) (2R + 1) + (dy + R)`` when ``x_major`` (RAFT's order), else
     ``(dy + R) (2R + 1) + (dx + R)``.  ``cpu``: the CPU backend's variant (channel vectors gathered
     ``CHUNK`` at a time), else the GPU backends' (one at a time)."""
@@ -81,12 +86,13 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
         return out
 
     @ti.func
-    def grad_row(grad_out: ti.template(), b, h, w, j):
-        """``g[i] = grad_out[b, h, w, channel(i, j)]`` for ``i < side`` (zero for a row ``j`` past the end)."""
+    def grad_row(grad_out: ti.template(), b, h, w, first, j):
+        """``g[i] = grad_out[b, h, w, first + channel(i, j)]`` for ``i < side`` (zero for a row ``j`` past the
+        end)."""
         g = ti.Vector.zero(dtype, side)
         if j < side:
             for i in ti.static(range(side)):
-                g[i] = ti.cast(grad_out[b, h, w, channel(i, j)], dtype)
+                g[i] = ti.cast(grad_out[b, h, w, first + channel(i, j)], dtype)
         return g
 
     @ti.func
@@ -105,26 +111,30 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
 
     @locked
     @ti.kernel
-    def forward(fmap1: vectors, fmap2: vectors, coords: nd4, out: nd4, scale: ti.f64):
-        s = ti.cast(scale, dtype)
+    def forward(fmap1: vectors, fmap2: vectors, coords: nd4, out: nd4, scale: ti.f64, shrink: ti.f64, first: ti.i32):
+        """``out[b, first + k, h, w]``: the lookup of ``fmap2`` at ``shrink * coords[b, :, h, w]``.  A thread's
+        consecutive pixels fill each output channel's cache lines in turn, so the result is written in its
+        final layout, one level of a pyramid after another, with no copy afterwards."""
+        s, level = ti.cast(scale, dtype), ti.cast(shrink, dtype)
         for b, h, w in ti.ndrange(fmap1.shape[0], fmap1.shape[1], fmap1.shape[2]):
-            x0, fx = window(ti.cast(coords[b, 0, h, w], dtype), fmap2.shape[2])
-            y0, fy = window(ti.cast(coords[b, 1, h, w], dtype), fmap2.shape[1])
+            x0, fx = window(level * ti.cast(coords[b, 0, h, w], dtype), fmap2.shape[2])
+            y0, fy = window(level * ti.cast(coords[b, 1, h, w], dtype), fmap2.shape[1])
             above = ti.Vector.zero(dtype, side)
             for j in range(taps):
                 here = along_x(row_dots(fmap1, fmap2, b, h, w, y0 + j, x0), fx)
                 if j > 0:
                     for i in ti.static(range(side)):
-                        out[b, h, w, channel(i, j - 1)] = s * ((1 - fy) * above[i] + fy * here[i])
+                        out[b, first + channel(i, j - 1), h, w] = s * ((1 - fy) * above[i] + fy * here[i])
                 above = here
 
     @ti.func
-    def window_weights(grad_out: ti.template(), weights: ti.template(), b, h, w, x0, y0, fx, fy, s, height, width):
+    def window_weights(grad_out: ti.template(), weights: ti.template(), b, h, w, first, x0, y0, fx, fy, s, height,
+                       width):
         """Store ``s * G[j][i]`` (the weight of whole pixel ``(i, j)`` in the output gradient's sum; zero for
         a pixel outside the ``height x width`` map) in ``weights[b, h, w, j * taps + i]``."""
         above = ti.Vector.zero(dtype, taps)
         for j in range(taps):
-            here, _ = spread_x(grad_row(grad_out, b, h, w, j), fx)
+            here, _ = spread_x(grad_row(grad_out, b, h, w, first, j), fx)
             row_inside = 0 <= y0 + j and y0 + j < height
             for i in ti.static(range(taps)):
                 inside = row_inside and 0 <= x0 + i and x0 + i < width
@@ -132,30 +142,33 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
             above = here
 
     @ti.func
-    def coordinate_grad(grad_out: ti.template(), fmap1: ti.template(), fmap2: ti.template(), b, h, w, x0, y0, fx,
-                        fy):
+    def coordinate_grad(grad_out: ti.template(), fmap1: ti.template(), fmap2: ti.template(), b, h, w, first, x0, y0,
+                        fx, fy):
         """``(d/dx, d/dy)`` of ``sum_k grad_out[k] out[k]``: the dot products weighted by the derivatives of
         their blend weights (:func:`spread_x`, and its difference between neighbouring rows)."""
         dx, dy = ti.cast(0, dtype), ti.cast(0, dtype)
         weights_above, slopes_above = ti.Vector.zero(dtype, taps), ti.Vector.zero(dtype, taps)
         for j in range(taps):
             dots = row_dots(fmap1, fmap2, b, h, w, y0 + j, x0)
-            weights, slopes = spread_x(grad_row(grad_out, b, h, w, j), fx)
+            weights, slopes = spread_x(grad_row(grad_out, b, h, w, first, j), fx)
             dx += dots.dot((1 - fy) * slopes + fy * slopes_above)
             dy += dots.dot(weights_above - weights)
             weights_above, slopes_above = weights, slopes
         return dx, dy
 
     @ti.func
-    def store_chunk(grad: ti.template(), b, y, x, v0, acc: ti.template()):
-        """``grad[b, y, x, v0 + q] = acc[q, :]`` for the chunk's vectors that exist."""
+    def store_chunk(grad: ti.template(), b, y, x, v0, acc: ti.template(), add):
+        """``grad[b, y, x, v0 + q] = acc[q, :]`` (``+=`` where ``add``) for the chunk's vectors that exist."""
         for q in ti.static(range(chunk)):
             if v0 + q < grad.shape[3]:
-                grad[b, y, x, v0 + q] = acc[q, :]
+                total = acc[q, :]
+                if add:  # a plain load and store: ``+=`` on an ndarray would be an atomic add
+                    total += grad[b, y, x, v0 + q]
+                grad[b, y, x, v0 + q] = total
 
     @ti.func
-    def window_gather(weights: ti.template(), fmap2: ti.template(), grad: ti.template(), b, h, w, x0, y0):
-        """``grad[b, h, w] = sum_{j, i} weights[b, h, w, j * taps + i] * fmap2[b, y0 + j, x0 + i]``, ``chunk``
+    def window_gather(weights: ti.template(), fmap2: ti.template(), grad: ti.template(), b, h, w, x0, y0, add):
+        """``grad[b, h, w] (+)= sum_{j, i} weights[b, h, w, j * taps + i] * fmap2[b, y0 + j, x0 + i]``, ``chunk``
         channel vectors at a time accumulated in registers (outside ``fmap2`` the weights are zero and the
         reads clamped; past the last vector the reads repeat it and are not stored)."""
         last_x, last_v = fmap2.shape[2] - 1, grad.shape[3] - 1
@@ -170,34 +183,42 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
                         weight = weights[b, h, w, j * taps + i]
                         for q in ti.static(range(chunk)):
                             acc[q, :] += weight * fmap2[b, row, x, ti.min(v0 + q, last_v)]
-            store_chunk(grad, b, h, w, v0, acc)
+            store_chunk(grad, b, h, w, v0, acc, add)
 
     @locked
     @ti.kernel
     def pixel_backward(grad_out: nd4, fmap1: vectors, fmap2: vectors, coords: nd4, weights: nd4, grad_fmap1: vectors,
-                       grad_coords: nd4, scale: ti.f64, with_fmap1: ti.i32, with_coords: ti.i32):
-        s = ti.cast(scale, dtype)
+                       grad_coords: nd4, scale: ti.f64, shrink: ti.f64, first: ti.i32, with_fmap1: ti.i32,
+                       with_coords: ti.i32, add: ti.i32):
+        """The weights, ``fmap1``'s and the coordinates' gradients of the lookup that :func:`forward` wrote to
+        channels ``first..``, reading the output gradient pixel-major; ``add``: add the gradients to those
+        already there (the previous levels' of a pyramid) rather than overwrite them."""
+        s, level = ti.cast(scale, dtype), ti.cast(shrink, dtype)
         for b, h, w in ti.ndrange(fmap1.shape[0], fmap1.shape[1], fmap1.shape[2]):
-            x0, fx = window(ti.cast(coords[b, 0, h, w], dtype), fmap2.shape[2])
-            y0, fy = window(ti.cast(coords[b, 1, h, w], dtype), fmap2.shape[1])
-            window_weights(grad_out, weights, b, h, w, x0, y0, fx, fy, s, fmap2.shape[1], fmap2.shape[2])
+            x0, fx = window(level * ti.cast(coords[b, 0, h, w], dtype), fmap2.shape[2])
+            y0, fy = window(level * ti.cast(coords[b, 1, h, w], dtype), fmap2.shape[1])
+            window_weights(grad_out, weights, b, h, w, first, x0, y0, fx, fy, s, fmap2.shape[1], fmap2.shape[2])
             if with_fmap1:
-                window_gather(weights, fmap2, grad_fmap1, b, h, w, x0, y0)
+                window_gather(weights, fmap2, grad_fmap1, b, h, w, x0, y0, add)
             if with_coords:
-                dx, dy = coordinate_grad(grad_out, fmap1, fmap2, b, h, w, x0, y0, fx, fy)
-                grad_coords[b, 0, h, w] = s * dx
-                grad_coords[b, 1, h, w] = s * dy
+                dx, dy = coordinate_grad(grad_out, fmap1, fmap2, b, h, w, first, x0, y0, fx, fy)
+                gx, gy = s * level * dx, s * level * dy
+                if add:
+                    gx, gy = grad_coords[b, 0, h, w] + gx, grad_coords[b, 1, h, w] + gy
+                grad_coords[b, 0, h, w] = gx
+                grad_coords[b, 1, h, w] = gy
 
     @locked
     @ti.kernel
-    def window_cells(coords: nd4, cells: nd3, height: ti.i32, width: ti.i32):
+    def window_cells(coords: nd4, cells: nd3, shrink: ti.f64, height: ti.i32, width: ti.i32):
         """The cell of each pixel's window in ``fmap2``'s grid of window origins, ``(b, y0 + taps - 1,
         x0 + taps - 1)`` flattened over a ``(B, height + taps - 1, width + taps - 1)`` grid, or the count
         of cells (one past the end) for a window that reads nothing."""
         rows, columns = height + taps - 1, width + taps - 1
+        level = ti.cast(shrink, dtype)
         for b, h, w in ti.ndrange(cells.shape[0], cells.shape[1], cells.shape[2]):
-            x0, _ = window(ti.cast(coords[b, 0, h, w], dtype), width)
-            y0, _ = window(ti.cast(coords[b, 1, h, w], dtype), height)
+            x0, _ = window(level * ti.cast(coords[b, 0, h, w], dtype), width)
+            y0, _ = window(level * ti.cast(coords[b, 1, h, w], dtype), height)
             cell = cells.shape[0] * rows * columns
             if -taps < x0 and x0 < width and -taps < y0 and y0 < height:
                 cell = (b * rows + y0 + taps - 1) * columns + x0 + taps - 1
@@ -225,6 +246,6 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
                             weight = weights[b, h, w, j * taps + i]
                             for q in ti.static(range(chunk)):
                                 acc[q, :] += weight * fmap1[b, h, w, ti.min(v0 + q, last_v)]
-                store_chunk(grad, b, y, x, v0, acc)
+                store_chunk(grad, b, y, x, v0, acc, 0)
 
     return forward, pixel_backward, window_cells, grad_fmap2

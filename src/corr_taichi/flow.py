@@ -41,4 +41,4 @@ def correlation_lookup(fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius: int
         torch.Size([1, 81, 6, 8])
     """
     radius, x_major = check_lookup2d(fmap1, fmap2, coords, radius, order, "correlation_lookup")
-    return _lookup2d.correlation_lookup_op(fmap1, fmap2, coords, radius, x_major, float(scale))
+    return _lookup2d.correlation_lookup_op(fmap1, [fmap2], coords, radius, x_major, float(scale))

@@ -23,7 +23,7 @@ import torch
 
 from . import _lookup1d, _lookup2d, _op  # noqa: F401  (register torch.ops.corr_taichi.*)
 from ._geometry import Geometry
-from .reference import correlation_from_geometry, correlation_lookup, correlation_lookup1d, volume_lookup1d
+from .reference import correlation_from_geometry, correlation_lookup1d, correlation_lookup_levels, volume_lookup1d
 
 
 def _compute(t: torch.Tensor) -> torch.dtype:
@@ -47,7 +47,8 @@ def _correlation_lookup1d(fmap1, fmap2, coords, radius: int, scale: float) -> to
 
 def _correlation_lookup(fmap1, fmap2, coords, radius: int, x_major: bool, scale: float) -> torch.Tensor:
     compute = _compute(fmap1)
-    return correlation_lookup(fmap1.to(compute), fmap2.to(compute), coords, radius, x_major, scale).to(fmap1.dtype)
+    levels = [level.to(compute) for level in fmap2]
+    return correlation_lookup_levels(fmap1.to(compute), levels, coords, radius, x_major, scale).to(fmap1.dtype)
 
 
 def decompositions() -> dict:

@@ -41,13 +41,10 @@ def _sqrt_channels(channels: int) -> float:
 
 
 def _lookup_pyramid(fmap1: Tensor, levels: list[Tensor], coords: Tensor, radius: int, api: str) -> Tensor:
-    """The level-major concatenation of each level's lookup at ``coords / 2**i``, divided by ``sqrt(C)``
-    (validated once: the levels are ``fmap2``'s pooled copies)."""
+    """The level-major concatenation of each level's lookup at ``coords / 2**i``, divided by ``sqrt(C)``, in
+    one call (validated once: the levels are ``fmap2``'s pooled copies)."""
     check_lookup2d(fmap1, levels[0], coords, radius, "xy", api)
-    scale = 1.0 / _sqrt_channels(fmap1.shape[1])
-    out = [_lookup2d.correlation_lookup_op(fmap1, level, coords / 2**i, radius, True, scale)
-           for i, level in enumerate(levels)]
-    return torch.cat(out, dim=1)
+    return _lookup2d.correlation_lookup_op(fmap1, levels, coords, radius, True, 1.0 / _sqrt_channels(fmap1.shape[1]))
 
 
 class CorrBlock:
@@ -78,8 +75,7 @@ class CorrBlock:
         self.pyramid = _pyramid(fmap2, self.num_levels)
 
     def __call__(self, coords: Tensor) -> Tensor:
-        out = _lookup_pyramid(self.fmap1, self.pyramid, coords, self.radius, "raft.CorrBlock")
-        return out.to(torch.float32, memory_format=torch.contiguous_format)
+        return _lookup_pyramid(self.fmap1, self.pyramid, coords, self.radius, "raft.CorrBlock").float()
 
 
 class TorchvisionCorrBlock(torch.nn.Module):
@@ -128,5 +124,4 @@ class TorchvisionCorrBlock(torch.nn.Module):
     def index_pyramid(self, centroids_coords: Tensor) -> Tensor:
         if self.fmap1 is None:
             raise RuntimeError("raft.TorchvisionCorrBlock: call build_pyramid before index_pyramid")
-        return _lookup_pyramid(self.fmap1, self.pyramid, centroids_coords, self.radius,
-                               "raft.TorchvisionCorrBlock").contiguous()
+        return _lookup_pyramid(self.fmap1, self.pyramid, centroids_coords, self.radius, "raft.TorchvisionCorrBlock")

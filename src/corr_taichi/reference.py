@@ -149,3 +149,12 @@ def correlation_lookup(fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius: int
     blended = blended.permute(0, 3, 2, 1) if x_major else blended.permute(0, 2, 3, 1)
     out = blended.reshape(batch, side * side, height, width) * scale
     return out.masked_fill(~finite.all(1, keepdim=True), float("nan"))
+
+
+def correlation_lookup_levels(fmap1: Tensor, levels: list[Tensor], coords: Tensor, radius: int, x_major: bool = True,
+                              scale: float = 1.0) -> Tensor:
+    """:func:`correlation_lookup` of ``fmap1`` in each map of ``levels`` (a pyramid: level ``i`` at ``coords /
+    2**i``), concatenated level-major along the channels, as RAFT's ``CorrBlock`` concatenates its levels."""
+    xy = coords.to(fmap1.dtype)
+    return torch.cat([correlation_lookup(fmap1, level, xy / 2**i, radius, x_major, scale)
+                      for i, level in enumerate(levels)], dim=1)

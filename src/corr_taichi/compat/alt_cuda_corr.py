@@ -52,7 +52,7 @@ def forward(fmap1: Tensor, fmap2: Tensor, coords: Tensor, radius: int) -> list[T
     a, b, xy, radius = _planar(fmap1, fmap2, coords, radius)
     if len(xy) == 0:
         return [a.new_zeros(a.shape[0], 0, (2 * radius + 1) ** 2, *a.shape[2:])]
-    return [torch.stack([correlation_lookup_op(a, b, at, radius, True, 1.0) for at in xy], dim=1)]
+    return [torch.stack([correlation_lookup_op(a, [b], at, radius, True, 1.0) for at in xy], dim=1)]
 
 
 def backward(fmap1: Tensor, fmap2: Tensor, coords: Tensor, corr_grad: Tensor, radius: int) -> list[Tensor]:
@@ -66,7 +66,8 @@ def backward(fmap1: Tensor, fmap2: Tensor, coords: Tensor, corr_grad: Tensor, ra
     grad_a = grad_b = None
     grad_xy = []
     for n, at in enumerate(xy):
-        ga, gb, gxy = correlation_lookup_backward_op(corr_grad[:, n], a, b, at, radius, True, 1.0, True, True, True)
+        ga, (gb,), gxy = correlation_lookup_backward_op(corr_grad[:, n], a, [b], at, radius, True, 1.0, True, True,
+                                                        True)
         grad_a = ga if grad_a is None else grad_a + ga
         grad_b = gb if grad_b is None else grad_b + gb
         grad_xy.append(gxy)
