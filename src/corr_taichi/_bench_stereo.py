@@ -255,13 +255,13 @@ def useful_flops(kind: str, shape, params) -> float:
     return 2.0 * LOOKUPS * batch * channels * height * width * params["num_levels"] * (2 * params["radius"] + 1)
 
 
-def run_config(name: str, device, dtype, warmup: int, repeats: int, rates, measure, progress=None,
+def run_config(name: str, device, dtype, warmup: int, repeats: int, sgemm_gflops, measure, progress=None,
                peak: bool = True) -> list[tuple]:
     """``(impl, pass, times in ms, useful FLOPs, floor in ms, peak MiB or None)`` per implementation and
-    pass; ``measure(fn, device, warmup, repeats)`` returns one call's times."""
+    pass; ``measure(fn, device, warmup, repeats)`` returns one call's times, and ``sgemm_gflops()`` the
+    sgemm rate for the floor, asked once all are measured."""
     kind, shape, params = CONFIGS[name]
     flops = useful_flops(kind, shape, params)
-    floor_ms = flops / rates[0] / 1e6
     a, b, coords_list = inputs(kind, shape, device, dtype)
     results = []
     for impl, fn in implementations(kind).items():
@@ -269,21 +269,21 @@ def run_config(name: str, device, dtype, warmup: int, repeats: int, rates, measu
             continue
         with torch.no_grad():
             fwd = measure(lambda: fn(a, b, params, coords_list), device, warmup, repeats)
-        passes = [("forward", fwd, floor_ms)]
+        passes = [("forward", fwd, 1)]
         if impl not in FORWARD_ONLY:
             outs = fn(a, b, params, coords_list)
             grads = [torch.randn_like(o) for o in outs]
             bwd = measure(lambda: torch.autograd.grad(outs, (a, b), grads, retain_graph=True), device, warmup,
                           repeats)
             del outs, grads
-            passes.append(("backward", bwd, 2 * floor_ms))
+            passes.append(("backward", bwd, 2))
         mib = peak_mib(name, impl, device, dtype) if peak and impl not in FORWARD_ONLY else None
-        for pass_, times, floor in passes:
-            work = flops if pass_ == "forward" else 2 * flops
-            results.append((impl, pass_, times, work, floor, mib if pass_ == "backward" else None))
+        for pass_, times, floors in passes:
+            results.append((impl, pass_, times, floors * flops, floors, mib if pass_ == "backward" else None))
         if progress is not None:
             progress()
-    return results
+    floor_ms = flops / sgemm_gflops() / 1e6  # a forward's floor; a backward has two
+    return [(impl, pass_, times, work, floors * floor_ms, mib) for impl, pass_, times, work, floors, mib in results]
 
 
 # --------------------------------------------------------------------------- peak memory, in a fresh process

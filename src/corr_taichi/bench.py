@@ -6,8 +6,9 @@ speed is also given as a ratio to the *floor* measured in the same run:
     floor = max(useful FLOPs / sgemm rate, time to copy the output once)
 
 with useful FLOPs = 2 * B * oH * oW * pH * pW * kH * kW * C and the sgemm rate of a 2048 x 2048
-matrix product on the same device.  The backward computes both input gradients; its floor is twice
-the forward's.
+matrix product on the same device, timed after every repeat of the configuration's implementations (the
+median of those), so that the floor sees the machine's speed of that moment (it drifts on a shared
+machine).  The backward computes both input gradients; its floor is twice the forward's.
 
 The stereo configurations (``gwcnet-crop``, ``gwcnet-kitti``, ``igev-kitti``, ``raft-stereo-kitti``) compare
 the group-wise volume and RAFT-Stereo's 1-D lookup with the networks' own PyTorch code, in time and in
@@ -110,11 +111,41 @@ def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
     return run
 
 
-def _measure(fn, device, warmup: int, repeats: int) -> list[float]:
+def _measure(fn, device, warmup: int, repeats: int, between: Callable[[], object] | None = None) -> list[float]:
+    """The milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` calls; ``between()`` (untimed) after
+    each timed call."""
     timer = _timer(device)
     for _ in range(warmup):
         timer(fn)
-    return [timer(fn) for _ in range(repeats)]
+    times = []
+    for _ in range(repeats):
+        times.append(timer(fn))
+        if between is not None:
+            between()
+    return times
+
+
+def _sgemm(device: torch.device) -> Callable[[], float]:
+    """A function that times one 2048^2 sgemm and returns its GFLOP/s."""
+    a = torch.randn(2048, 2048, device=device)
+    b = torch.randn(2048, 2048, device=device)
+    timer = _timer(device)
+    return lambda: 2 * 2048**3 / timer(lambda: a @ b) / 1e6
+
+
+class SgemmAlongside:
+    """Sgemm rates timed between the repeats of a configuration (``measure(..., between=probe.record)``),
+    for the floor of that configuration: the rate of the same minutes as its timings."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._probe = _sgemm(device)
+        self.rates: list[float] = []
+
+    def record(self) -> None:
+        self.rates.append(self._probe())
+
+    def gflops(self, fallback: float) -> float:
+        return statistics.median(self.rates) if self.rates else fallback
 
 
 def machine_rates(device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
@@ -134,30 +165,33 @@ def run_config(name, shape, params, impls, device, dtype, warmup, repeats, rates
     g = correlation1d_geometry(H, W, **params) if name in ONE_D else sampler_geometry(H, W, **params)
     flops = 2.0 * B * g.out_h * g.out_w * g.patch_h * g.patch_w * g.kernel_h * g.kernel_w * C
     out_bytes = B * g.out_h * g.out_w * g.patch_h * g.patch_w * torch.finfo(dtype).bits // 8
-    gemm_gflops, copy_gbs = rates
-    floor_ms = max(flops / gemm_gflops / 1e6, 2 * out_bytes / copy_gbs / 1e6)
+    sgemm = SgemmAlongside(device)
     gen = torch.Generator(device="cpu").manual_seed(0)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     x1 = torch.randn(shape, generator=gen, dtype=dtype).to(device, memory_format=layout).requires_grad_()
     x2 = torch.randn(shape, generator=gen, dtype=dtype).to(device, memory_format=layout).requires_grad_()
-    results = []
+    timings = []
     for impl_name in impls:
         fn = implementations(name in ONE_D)[impl_name]
         if fn is None:
             continue
         with _kernel_family(impl_name):
             with torch.no_grad():
-                fwd = _measure(lambda: fn(x1, x2, **params), device, warmup, repeats)
+                fwd = _measure(lambda: fn(x1, x2, **params), device, warmup, repeats, sgemm.record)
             out = fn(x1, x2, **params)
             grad = torch.randn_like(out)
             bwd = _measure(lambda: torch.autograd.grad(out, (x1, x2), grad, retain_graph=True), device, warmup,
-                           repeats)
+                           repeats, sgemm.record)
+        timings.append((impl_name, fwd, bwd))
+        if progress is not None:
+            progress()
+    floor_ms = max(flops / sgemm.gflops(rates[0]) / 1e6, 2 * out_bytes / rates[1] / 1e6)
+    results = []
+    for impl_name, fwd, bwd in timings:
         for pass_, times, floor in (("forward", fwd, floor_ms), ("backward", bwd, 2 * floor_ms)):
             med = statistics.median(times)
             work = flops if pass_ == "forward" else 2 * flops
             results.append(Timing(name, impl_name, pass_, med, min(times), max(times), work / med / 1e6, floor))
-        if progress is not None:
-            progress()
     return results
 
 
@@ -304,8 +338,10 @@ def main(argv: list[str] | None = None) -> int:
                                 args.channels_last):
                 sweep.append((shape[2] * shape[3], t))
         for name in stereo:
+            sgemm = SgemmAlongside(device)
             for impl, pass_, times, work, floor, peak in _bench_stereo.run_config(
-                    name, device, dtype, args.warmup, args.repeats, rates, _measure, advance, peak=not args.no_peak):
+                    name, device, dtype, args.warmup, args.repeats, lambda: sgemm.gflops(rates[0]),
+                    lambda *a: _measure(*a, between=sgemm.record), advance, peak=not args.no_peak):
                 med = statistics.median(times)
                 stereo_results.append(Timing(name, impl, pass_, med, min(times), max(times), work / med / 1e6, floor,
                                              peak))
@@ -313,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     layout = "channels_last" if args.channels_last else "contiguous (NCHW)"
     threads = f"{torch.get_num_threads()} threads" + (" (Taichi's pinned)" if args.pin_threads else "")
     title = (f"{device.type}, {args.dtype} {layout} inputs, {threads}, torch {torch.__version__}; "
-             f"sgemm {rates[0]:.0f} GFLOP/s, copy {rates[1]:.0f} GB/s; "
+             f"sgemm {rates[0]:.0f} GFLOP/s at the start (each configuration's floor: the sgemm timed between its "
+             f"repeats), copy {rates[1]:.0f} GB/s; "
              f"median of {args.repeats} after {args.warmup} warm-up")
     if results or sweep:
         _print_table(results + [t for _, t in sweep], title)
