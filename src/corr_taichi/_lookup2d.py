@@ -149,7 +149,7 @@ def correlation_lookup_backward_op(grad_out: Tensor, fmap1: Tensor, fmap2: list[
         _, pixel_backward, window_cells, grad_fmap2 = _kernels(fmap1.dtype, radius, x_major, cpu)
         a = _vectors(fmap1, device)
         xy, bad = _coordinates(coords, device, compute)
-        g = grad_out.to(device=device, dtype=compute).permute(0, 2, 3, 1).contiguous()  # pixel-major
+        g = grad_out.to(device=device, dtype=compute).contiguous()
         weights = torch.empty(a.shape[0], a.shape[1], a.shape[2], taps * taps, dtype=compute, device=device)
         grad_xy = torch.empty_like(xy) if need_coords else xy.new_empty(1, 1, 1, 1)
 

@@ -49,8 +49,8 @@ CHUNK = 8
 @functools.cache
 def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
     """``forward`` into ``(B, K, H1, W1)`` (one pyramid level's ``(2R + 1)**2`` channels of it),
-    ``pixel_backward`` (which reads the output gradient pixel-major, ``(B, H1, W1, K)``), ``window_cells``
-    and ``grad_fmap2``, for coordinates ``(B, 2, H1, W1)`` (x in channel 0).  Output channel ``k`` holds the offset ``(dx, dy)``
+    ``pixel_backward`` (which reads the output gradient so too), ``window_cells`` and ``grad_fmap2``, for
+    coordinates ``(B, 2, H1, W1)`` (x in channel 0).  Output channel ``k`` holds the offset ``(dx, dy)``
     at ``k = (dx + R) (2R + 1) + (dy + R)`` when ``x_major`` (RAFT's order), else
     ``(dy + R) (2R + 1) + (dx + R)``.  ``cpu``: the CPU backend's variant (channel vectors gathered
     ``CHUNK`` at a time), else the GPU backends' (one at a time)."""
@@ -87,12 +87,12 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
 
     @ti.func
     def grad_row(grad_out: ti.template(), b, h, w, first, j):
-        """``g[i] = grad_out[b, h, w, first + channel(i, j)]`` for ``i < side`` (zero for a row ``j`` past the
+        """``g[i] = grad_out[b, first + channel(i, j), h, w]`` for ``i < side`` (zero for a row ``j`` past the
         end)."""
         g = ti.Vector.zero(dtype, side)
         if j < side:
             for i in ti.static(range(side)):
-                g[i] = ti.cast(grad_out[b, h, w, first + channel(i, j)], dtype)
+                g[i] = ti.cast(grad_out[b, first + channel(i, j), h, w], dtype)
         return g
 
     @ti.func
@@ -191,8 +191,9 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
                        grad_coords: nd4, scale: ti.f64, shrink: ti.f64, first: ti.i32, with_fmap1: ti.i32,
                        with_coords: ti.i32, add: ti.i32):
         """The weights, ``fmap1``'s and the coordinates' gradients of the lookup that :func:`forward` wrote to
-        channels ``first..``, reading the output gradient pixel-major; ``add``: add the gradients to those
-        already there (the previous levels' of a pyramid) rather than overwrite them."""
+        channels ``first..``, reading those channels of the output gradient (in the output's layout, as the
+        forward writes it); ``add``: add the gradients to those already there (the previous levels' of a
+        pyramid) rather than overwrite them."""
         s, level = ti.cast(scale, dtype), ti.cast(shrink, dtype)
         for b, h, w in ti.ndrange(fmap1.shape[0], fmap1.shape[1], fmap1.shape[2]):
             x0, fx = window(level * ti.cast(coords[b, 0, h, w], dtype), fmap2.shape[2])
