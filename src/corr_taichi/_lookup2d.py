@@ -16,10 +16,10 @@ import torch
 from torch import Tensor
 
 from . import _lookup2d_kernels
-from ._lookup1d import _gradient, _taichi, _vectors
+from ._lookup1d import _gradient, _reference_grads, _taichi, _vectors
 from ._kernels import LANES
 from ._layouts import _COMPUTE, _channel_vectors
-from ._library import custom_op, reference_vjp
+from ._library import custom_op
 from ._op import _launch
 from ._runtime import MAX_ELEMENTS, usable
 from .reference import correlation_lookup_levels
@@ -81,21 +81,22 @@ def _shrink(level: int) -> float:
     return 0.5**level
 
 
-def _reference_grads(levels: list[Tensor], needed: tuple, grad_out: Tensor, fmap1: Tensor, coords: Tensor,
-                     radius: int, x_major: bool, scale: float) -> tuple[Tensor, list[Tensor], Tensor]:
-    """The gradients from the pure-PyTorch lookup (processes where Taichi cannot run); NaN for a coordinate
-    that is not finite, as the kernels give."""
+def _levels_reference_grads(levels: list[Tensor], needed: tuple, grad_out: Tensor, fmap1: Tensor, coords: Tensor,
+                            radius: int, x_major: bool, scale: float) -> tuple[Tensor, list[Tensor], Tensor]:
+    """The gradients from the pure-PyTorch lookup (processes where Taichi cannot run), through
+    :func:`._lookup1d._reference_grads` with the levels as inputs of their own; NaN for a coordinate that is
+    not finite, as the kernels give."""
     need_fmap1, need_levels, need_coords = needed
 
     def lookup(a: Tensor, xy: Tensor, *bs: Tensor) -> Tensor:
         return correlation_lookup_levels(a, list(bs), xy, radius, x_major, scale)
 
-    primals = tuple(t.to(_COMPUTE[t.dtype]) for t in (fmap1, coords, *levels))
-    grad_a, grad_xy, *grad_bs = reference_vjp(lookup, primals, grad_out)
-    grad_xy = grad_xy.masked_fill(~torch.isfinite(primals[1]).all(1, keepdim=True), float("nan"))
-    return (grad_a.to(fmap1.dtype) if need_fmap1 else fmap1.new_empty(0),
-            [grad.to(level.dtype) if need_levels else level.new_empty(0) for grad, level in zip(grad_bs, levels)],
-            grad_xy.to(coords.dtype) if need_coords else coords.new_empty(0))
+    grad_a, grad_xy, *grad_levels = _reference_grads(lookup, (fmap1, coords, *levels),
+                                                     (need_fmap1, need_coords) + (need_levels,) * len(levels),
+                                                     grad_out)
+    if need_coords:
+        grad_xy = grad_xy.masked_fill(~torch.isfinite(coords).all(1, keepdim=True), float("nan"))
+    return grad_a, grad_levels, grad_xy
 
 
 @custom_op("corr_taichi::correlation_lookup")
@@ -140,7 +141,7 @@ def correlation_lookup_backward_op(grad_out: Tensor, fmap1: Tensor, fmap2: list[
     levels = [level.detach() for level in fmap2]
     needed = (need_fmap1, need_fmap2, need_coords)
     if _fallback(fmap1, levels):
-        return _reference_grads(levels, needed, grad_out, fmap1, coords, radius, x_major, scale)
+        return _levels_reference_grads(levels, needed, grad_out, fmap1, coords, radius, x_major, scale)
     _check_index_limit(fmap1, levels, radius)
     compute = _COMPUTE[fmap1.dtype]
     taps, window = 2 * radius + 2, (2 * radius + 1) ** 2
