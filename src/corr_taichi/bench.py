@@ -125,12 +125,19 @@ def _measure(fn, device, warmup: int, repeats: int, between: Callable[[], object
     return times
 
 
-def _sgemm(device: torch.device) -> Callable[[], float]:
-    """A function that times one 2048^2 sgemm and returns its GFLOP/s."""
-    a = torch.randn(2048, 2048, device=device)
-    b = torch.randn(2048, 2048, device=device)
-    timer = _timer(device)
-    return lambda: 2 * 2048**3 / timer(lambda: a @ b) / 1e6
+#: the sgemm whose rate sets the floor: a 2048 x 2048 product
+_SGEMM_SIZE = 2048
+
+
+def _sgemm(device: torch.device) -> Callable[[], torch.Tensor]:
+    """One call of the floor's sgemm, on operands made once."""
+    a = torch.randn(_SGEMM_SIZE, _SGEMM_SIZE, device=device)
+    b = torch.randn(_SGEMM_SIZE, _SGEMM_SIZE, device=device)
+    return lambda: a @ b
+
+
+def _sgemm_gflops(ms: float) -> float:
+    return 2 * _SGEMM_SIZE**3 / ms / 1e6
 
 
 class SgemmAlongside:
@@ -138,11 +145,11 @@ class SgemmAlongside:
     for the floor of that configuration: the rate of the same minutes as its timings."""
 
     def __init__(self, device: torch.device) -> None:
-        self._probe = _sgemm(device)
+        self._sgemm, self._timer = _sgemm(device), _timer(device)
         self.rates: list[float] = []
 
     def record(self) -> None:
-        self.rates.append(self._probe())
+        self.rates.append(_sgemm_gflops(self._timer(self._sgemm)))
 
     def gflops(self, fallback: float) -> float:
         return statistics.median(self.rates) if self.rates else fallback
@@ -150,13 +157,11 @@ class SgemmAlongside:
 
 def machine_rates(device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
     """(sgemm GFLOP/s on a 2048^2 product, copy GB/s counting bytes read plus written)."""
-    a = torch.randn(2048, 2048, device=device)
-    b = torch.randn(2048, 2048, device=device)
-    gemm_ms = statistics.median(_measure(lambda: a @ b, device, warmup, repeats))
+    gemm_ms = statistics.median(_measure(_sgemm(device), device, warmup, repeats))
     big = torch.randn(32 * 1024 * 1024, device=device)
     dst = torch.empty_like(big)
     copy_ms = statistics.median(_measure(lambda: dst.copy_(big), device, warmup, repeats))
-    return 2 * 2048**3 / gemm_ms / 1e6, 2 * big.numel() * 4 / copy_ms / 1e6
+    return _sgemm_gflops(gemm_ms), 2 * big.numel() * 4 / copy_ms / 1e6
 
 
 def run_config(name, shape, params, impls, device, dtype, warmup, repeats, rates, progress=None,
