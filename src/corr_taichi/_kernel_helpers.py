@@ -8,7 +8,7 @@ reads the functions' annotations as objects.)
 import functools
 
 from ._geometry import ceil_div
-from ._runtime import ti
+from ._runtime import lane, ti
 
 #: channels per vector: the unit of the kernels' loads and multiply-adds (512 bits of float32).
 LANES = 16
@@ -27,6 +27,22 @@ def separate_memory(t, source) -> bool:
     """Whether ``t`` is a buffer of its own rather than ``source`` (or a view of it): a layout copy the
     op made, which it may overwrite once done with it."""
     return t.untyped_storage().data_ptr() != source.untyped_storage().data_ptr()
+
+
+def lanes_from(vectors, start: int) -> list:
+    """The ``LANES`` values from lane ``start`` on of the Taichi vector expressions ``vectors`` (of ``LANES``
+    lanes) laid end to end, as a list: a vector cut from neighbours, one lane shuffle in the compiled code.
+    Plain Python: a kernel calls it inside ``ti.static``, at compile time, and wraps the list in
+    ``ti.Vector``.  Written as a Taichi function, its unrolled lanes went through Taichi's front end one by
+    one (a fifth of the row kernels' front-end time, which is most of a first call with the offline cache
+    warm); it builds the same expressions."""
+    return [lane(vectors[(start + i) // LANES], (start + i) % LANES) for i in range(LANES)]
+
+
+def column(rows, j: int) -> list:
+    """Lane ``j`` of each of the Taichi vector expressions ``rows``, as a list (plain Python, as
+    :func:`lanes_from`)."""
+    return [lane(row, j) for row in rows]
 
 
 #: geometries whose launch structs the op keeps, per struct type (a Taichi struct instance holds about

@@ -7,7 +7,7 @@ so a displacement's dot product is one multiply-add per channel, with no reducti
 
 Displacement ``pw`` shifts the partner row by ``pw`` pixels, which is rarely a whole vector.  Taichi
 loads vectors only at whole-vector offsets (an ndarray of vectors is assumed aligned), so a shifted
-vector is cut from two aligned neighbours, ``lo`` and ``hi``, by :func:`_window` with a compile-time
+vector is cut from two aligned neighbours, ``lo`` and ``hi``, by :func:`._kernel_helpers.lanes_from` with a compile-time
 shift: one lane shuffle.  The ``LANES`` shifts of one pair of aligned loads are the slots of a tile
 (unrolled, each slot its own accumulator), which covers up to ``LANES`` displacements of a patch row.
 The kernels read input2, and write its gradient, in input2's own columns: where a patch row's starts
@@ -34,7 +34,7 @@ and per ``phase`` (0 to ``LANES - 1``; a network's patch sizes and paddings use 
 import functools
 from types import SimpleNamespace
 
-from ._kernel_helpers import LANES, output_index
+from ._kernel_helpers import LANES, lanes_from, output_index
 from ._runtime import locked, ti
 
 
@@ -60,13 +60,6 @@ RowGeometry = ti.types.struct(
 
 
 @ti.func
-def _window(lo: ti.template(), hi: ti.template(), s: ti.template()):
-    """The ``LANES`` values that start ``s`` lanes into ``lo`` and run on into ``hi``."""
-    return ti.Vector([lo[s + lane] for lane in ti.static(range(LANES - s))] +
-                     [hi[lane] for lane in ti.static(range(s))])
-
-
-@ti.func
 def _partner_vector(x2: ti.template(), b, c, y, j, checked: ti.template(), acc_t: ti.template()):
     """``x2[b, c, y, j]``; with ``checked``, zeros where ``j`` is outside the row (a clamped load and a
     select, not a branch)."""
@@ -84,12 +77,7 @@ def _partner_window(a: ti.template(), b: ti.template(), c: ti.template(), slot: 
                     phase: ti.template()):
     """The ``LANES`` partner values of a window's ``slot``: they start ``phase + slot`` lanes into
     ``a``, which ``b`` and ``c`` follow in the row."""
-    value = a
-    if ti.static(phase + slot < LANES):
-        value = _window(a, b, phase + slot)
-    else:
-        value = _window(b, c, phase + slot - LANES)
-    return value
+    return ti.Vector(ti.static(lanes_from((a, b, c), phase + slot)))
 
 
 @ti.func
@@ -246,14 +234,8 @@ def _input1_products(x2: ti.template(), acc: ti.template(), w: ti.template(), b,
 def _gather_window(a: ti.template(), b: ti.template(), c: ti.template(), slot: ti.template(), phase: ti.template()):
     """The ``LANES`` values that a target vector of ``grad_input2`` takes from three consecutive vectors
     ``a``, ``b``, ``c`` (ending at its own position less the window's) for ``slot``: they start
-    ``LANES - phase - slot`` lanes into ``b``, or, past ``LANES``, ``2 * LANES - phase - slot`` lanes into
-    ``a``."""
-    value = b
-    if ti.static(phase + slot <= LANES):
-        value = _window(b, c, LANES - phase - slot)
-    else:
-        value = _window(a, b, 2 * LANES - phase - slot)
-    return value
+    ``2 * LANES - phase - slot`` lanes into ``a`` (in ``b`` where ``phase + slot <= LANES``, else in ``a``)."""
+    return ti.Vector(ti.static(lanes_from((a, b, c), 2 * LANES - phase - slot)))
 
 
 @ti.func
@@ -409,7 +391,7 @@ def row_kernels(dtype) -> SimpleNamespace:
                 value = lo_v
                 for shifted in ti.static(range(1, LANES)):
                     if r == shifted:
-                        value = _window(lo_v, hi_v, shifted)
+                        value = ti.Vector(ti.static(lanes_from((lo_v, hi_v), shifted)))
                 start = j * LANES
                 if exact or (lo <= start and start + LANES <= hi):
                     out[b, c, y, j] = value

@@ -214,6 +214,12 @@ def _lean_front_end():
         _set_front_end(_FULL)
 
 
+def lane(vector, index: int):
+    """Element ``index`` of a Taichi vector expression, for plain Python helpers that kernels evaluate at
+    compile time (in ``ti.static``): the expression Taichi's front end builds for ``vector[index]``."""
+    return ti.lang.impl.subscript(None, vector, index)
+
+
 def struct(struct_type, **fields):
     """A value of the Taichi struct type ``struct_type``, for a kernel argument.  Built under :data:`LOCK`:
     Taichi's flag for "inside a kernel" is process-wide, and while another thread compiles a kernel a
