@@ -8,7 +8,7 @@ struct of runtime ints, so a kernel is compiled once per dtype (the gradient ker
 and chunk size), never per shape or parameter set.  The gradient kernels read the same tensors in
 chunks of up to ``GROUPS`` channel vectors, one ``vectors x LANES`` matrix each
 (:func:`gradient_kernels`).  NCHW inputs and the output gradient reach these layouts through one Taichi
-transpose (:func:`correlation_kernels`) where their planes are whole vectors.
+transpose (:func:`correlation_kernels`) where their planes are whole blocks of ``TRANSPOSE_BLOCK``.
 
 Speed comes from three ideas:
 
@@ -39,10 +39,13 @@ every (displacement, kernel tap) that reads it.  No atomics, so results are dete
 import functools
 from types import SimpleNamespace
 
-from ._kernel_helpers import (LANES, GeometryStruct, flat_index, inside_range, output_index, partner_dots,
+from ._kernel_helpers import (LANES, GeometryStruct, column, flat_index, inside_range, output_index, partner_dots,
                               pixel_major_index, ti_ceil_div)
 from ._runtime import locked, ti
 
+#: the layout copies' block (:func:`correlation_kernels`' ``transpose``): 8 x 8 values, one AVX2 register a
+#: row (16 x 16 blocks spilled, and their unrolled lanes were most of its first call's time)
+TRANSPOSE_BLOCK = 8
 #: displacement tile sizes, largest first; an interval is covered by the largest tiles that fit.
 TILES = (8, 4, 1)
 #: the most channel vectors of one gradient pixel that the backward kernels accumulate in registers at
@@ -248,26 +251,28 @@ def correlation_kernels(dtype) -> SimpleNamespace:
                             out[row + (p + q) * plane + w] = total[q] * s
                     p += T
 
+    blocks = ti.types.ndarray(dtype=ti.types.vector(TRANSPOSE_BLOCK, dtype), ndim=3)
+    block_rows = ti.types.ndarray(dtype=ti.types.vector(TRANSPOSE_BLOCK, dtype), ndim=4)
+
     @locked
 
     @ti.kernel
-    def transpose(x: ti.types.ndarray(dtype=ti.types.vector(LANES, dtype), ndim=3), out: vectors):
-        """``out[b, n // LANES, n % LANES, k][l] = t[b, k * LANES + l, n]`` (zero past ``t``'s ``M`` rows): the
-        ``(B, M, N)`` -> ``(B, N, M')`` transpose of ``t`` (read as ``x`` of shape ``(B, M, N / LANES)``,
-        ``M'`` = ``M`` rounded up to whole vectors) in ``LANES`` x ``LANES`` blocks transposed in registers.
-        Both CPU layouts are such a transpose: an NCHW input's ``(B, C, H * W)`` to channel vectors, the
-        output gradient's ``(B, P, oH * oW)`` to pixel-major rows.  A Taichi kernel rather than a torch
-        copy: torch's OpenMP threads keep spinning for milliseconds after each parallel copy, and a
-        Taichi kernel launched in that time shares the cores with them."""
+    def transpose(x: blocks, out: block_rows):
+        """``out[b, n // T, n % T, k][l] = t[b, k * T + l, n]`` (zero past ``t``'s ``M`` rows; ``T`` =
+        ``TRANSPOSE_BLOCK``): the ``(B, M, N)`` -> ``(B, N, M')`` transpose of ``t`` (read as ``x`` of shape
+        ``(B, M, N / T)``, ``M'`` = ``M`` rounded up to whole vectors of ``LANES``) in ``T`` x ``T`` blocks
+        transposed in registers.  Both CPU layouts are such a transpose: an NCHW input's ``(B, C, H * W)``
+        to channel vectors, the output gradient's ``(B, P, oH * oW)`` to pixel-major rows.  A Taichi kernel
+        rather than a torch copy: torch's OpenMP threads keep spinning for milliseconds after each
+        parallel copy, and a Taichi kernel launched in that time shares the cores with them."""
         for b, u in ti.ndrange(x.shape[0], x.shape[2]):
             for k in range(out.shape[3]):
-                block = ti.Matrix.zero(dtype, LANES, LANES)
-                for lane in ti.static(range(LANES)):
-                    if k * LANES + lane < x.shape[1]:
-                        block[lane, :] = x[b, k * LANES + lane, u]
-                columns = block.transpose()
-                for j in ti.static(range(LANES)):
-                    out[b, u, j, k] = columns[j, :]
+                rows = [ti.Vector.zero(dtype, TRANSPOSE_BLOCK) for _ in ti.static(range(TRANSPOSE_BLOCK))]
+                for r in ti.static(range(TRANSPOSE_BLOCK)):
+                    if k * TRANSPOSE_BLOCK + r < x.shape[1]:
+                        rows[r] = x[b, k * TRANSPOSE_BLOCK + r, u]
+                for j in ti.static(range(TRANSPOSE_BLOCK)):
+                    out[b, u, j, k] = ti.Vector(ti.static(column(rows, j)))
 
     return SimpleNamespace(forward=forward, transpose=transpose)
 

@@ -2,9 +2,9 @@
 
 The channel-vector kernels read feature maps as channels-last vectors ``(B, H, W, C / LANES, LANES)``
 (:func:`_cpu_layout`), write gradients so (:func:`_cpu_gradient`), and read an output gradient
-pixel-major (:func:`_pixel_major`).  The copies are Taichi transposes where the planes are whole vectors
-(:func:`_transposed`): torch's OpenMP threads spin for a while after each parallel copy and would share
-the cores with the next Taichi kernel (``benchmarks/openmp_spin.py``).
+pixel-major (:func:`_pixel_major`).  The copies are Taichi transposes where the planes are whole blocks
+of ``TRANSPOSE_BLOCK`` values (:func:`_transposed`): torch's OpenMP threads spin for a while after each
+parallel copy and would share the cores with the next Taichi kernel (``benchmarks/openmp_spin.py``).
 """
 
 from __future__ import annotations
@@ -46,19 +46,20 @@ def _cpu_layout(t: Tensor, out: Tensor | None = None) -> Tensor:
 def _transposed(t: Tensor, dtype: torch.dtype, out: Tensor | None = None) -> Tensor:
     """``(B, M, *S)`` -> contiguous ``(B, *S, M')`` of ``dtype``, ``M'`` = ``M`` rounded up to whole vectors
     (zeros past ``M``): a Taichi kernel (:func:`._kernels.correlation_kernels`' ``transpose``) for a
-    contiguous ``t`` of ``dtype`` whose planes (``prod(S)`` elements) are whole vectors, a torch copy
-    otherwise.  Written into ``out`` (a contiguous buffer of that size) where given."""
+    contiguous ``t`` of ``dtype`` whose planes (``prod(S)`` elements) are whole blocks of
+    :data:`._kernels.TRANSPOSE_BLOCK`, a torch copy otherwise.  Written into ``out`` (a contiguous buffer
+    of that size) where given."""
     batch, rows, *plane = t.shape
-    lanes, columns = _kernel_helpers.LANES, math.prod(plane)
-    padded = _channel_vectors(rows) * lanes
+    block, columns = _kernels.TRANSPOSE_BLOCK, math.prod(plane)
+    padded = _channel_vectors(rows) * _kernel_helpers.LANES
     if out is None:
         out = torch.empty((batch, *plane, padded), dtype=dtype, device=t.device)
     else:
         out = out.view(batch, *plane, padded)
-    if t.dtype == dtype and columns % lanes == 0 and t.is_contiguous() and _kernel_helpers.vector_aligned(t):
+    if t.dtype == dtype and columns % block == 0 and t.is_contiguous() and _kernel_helpers.vector_aligned(t):
         _kernels.correlation_kernels(TAICHI_DTYPES[dtype]).transpose(
-            t.view(batch, rows, columns // lanes, lanes),
-            out.view(batch, columns // lanes, lanes, padded // lanes, lanes))
+            t.view(batch, rows, columns // block, block),
+            out.view(batch, columns // block, block, padded // block, block))
     else:
         out[..., :rows].copy_(t.movedim(1, -1))
         out[..., rows:].zero_()
