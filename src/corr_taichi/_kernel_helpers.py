@@ -139,10 +139,13 @@ def partner_dots(x1: ti.template(), x2: ti.template(), b, y1, xa, y2, start, ste
     last = start + (T - 1) * step
     if 0 <= ti.min(start, last) and ti.max(start, last) < width:
         dots = dot_tile(x1, x2, b, y1, xa, y2, start, step, T, acc_t)
-    else:  # near the image's edge: the partners that are inside
-        for q in ti.static(range(T)):
+    else:  # near the image's edge: the partners that are inside, in a loop (one copy of the dot product's code)
+        for q in range(T):
             if 0 <= start + q * step < width:
-                dots[q] = dot_tile(x1, x2, b, y1, xa, y2, start + q * step, step, 1, acc_t)[0]
+                dot = dot_tile(x1, x2, b, y1, xa, y2, start + q * step, step, 1, acc_t)[0]
+                for u in ti.static(range(T)):
+                    if q == u:
+                        dots[u] = dot
     return dots
 
 
