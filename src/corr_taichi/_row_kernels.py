@@ -72,19 +72,19 @@ def _partner_vector(x2: ti.template(), b, c, y, j, checked: ti.template(), acc_t
     return value
 
 
-@ti.func
-def _partner_window(a: ti.template(), b: ti.template(), c: ti.template(), slot: ti.template(),
-                    phase: ti.template()):
-    """The ``LANES`` partner values of a window's ``slot``: they start ``phase + slot`` lanes into
-    ``a``, which ``b`` and ``c`` follow in the row."""
-    return ti.Vector(ti.static(lanes_from((a, b, c), phase + slot)))
+def _partner_lanes(a, b, c, slot: int, phase: int) -> list:
+    """The ``LANES`` partner values of a window's ``slot``: they start ``phase + slot`` lanes into ``a``,
+    which ``b`` and ``c`` follow in the row.  Plain Python (:func:`._kernel_helpers.lanes_from`): kernels
+    build the vector as ``ti.Vector(ti.static(_partner_lanes(...)))``, with no Taichi function inlined per
+    window."""
+    return lanes_from((a, b, c), phase + slot)
 
 
 @ti.func
 def _partner_vectors(x2: ti.template(), b, c, y, j, checked: ti.template(), slots: ti.template(), phase: ti.template(),
                      acc_t: ti.template()):
     """The aligned vectors ``j``, ``j + 1`` and, where the slots spill into it, ``j + 2`` of ``x2``'s row (the
-    third is the second where they do not), for :func:`_partner_window`."""
+    third is the second where they do not), for :func:`_partner_lanes`."""
     first = _partner_vector(x2, b, c, y, j, checked, acc_t)
     second = _partner_vector(x2, b, c, y, j + 1, checked, acc_t)
     third = second
@@ -167,12 +167,12 @@ def _pair_products(x1: ti.template(), x2: ti.template(), acc_a: ti.template(), a
         if ti.static(pair):
             a2 = x1[b, c, yb, v]
             for slot in ti.static(range(slots)):
-                window = _partner_window(first, second, third, slot, phase)
+                window = ti.Vector(ti.static(_partner_lanes(first, second, third, slot, phase)))
                 acc_a[slot] += a * window
                 acc_b[slot] += a2 * window
         else:
             for slot in ti.static(range(slots)):
-                acc_a[slot] += a * _partner_window(first, second, third, slot, phase)
+                acc_a[slot] += a * ti.Vector(ti.static(_partner_lanes(first, second, third, slot, phase)))
 
 
 @ti.func
@@ -227,15 +227,15 @@ def _input1_products(x2: ti.template(), acc: ti.template(), w: ti.template(), b,
     for i in ti.static(range(block)):
         first, second, third = _partner_vectors(x2, b, c + i, y2, j, checked, slots, phase, acc_t)
         for slot in ti.static(range(slots)):
-            acc[i] += w[slot] * _partner_window(first, second, third, slot, phase)
+            acc[i] += w[slot] * ti.Vector(ti.static(_partner_lanes(first, second, third, slot, phase)))
 
 
-@ti.func
-def _gather_window(a: ti.template(), b: ti.template(), c: ti.template(), slot: ti.template(), phase: ti.template()):
+def _gather_lanes(a, b, c, slot: int, phase: int) -> list:
     """The ``LANES`` values that a target vector of ``grad_input2`` takes from three consecutive vectors
     ``a``, ``b``, ``c`` (ending at its own position less the window's) for ``slot``: they start
-    ``2 * LANES - phase - slot`` lanes into ``a`` (in ``b`` where ``phase + slot <= LANES``, else in ``a``)."""
-    return ti.Vector(ti.static(lanes_from((a, b, c), 2 * LANES - phase - slot)))
+    ``2 * LANES - phase - slot`` lanes into ``a`` (in ``b`` where ``phase + slot <= LANES``, else in ``a``).
+    Plain Python, as :func:`_partner_lanes`."""
+    return lanes_from((a, b, c), 2 * LANES - phase - slot)
 
 
 @ti.func
@@ -259,7 +259,7 @@ def _input2_vector(weights: ti.template(), x1p: ti.template(), target: ti.templa
                 w_hi = _slot_weights(weights, b, ph, h, j, k, g, slots, acc_t, True)
                 w_before = (_slot_weights(weights, b, ph, h, j - 2, k, g, slots, acc_t, True) if ti.static(spill)
                             else w_lo)
-                w = [_gather_window(w_before[slot], w_lo[slot], w_hi[slot], slot, phase) * s
+                w = [ti.Vector(ti.static(_gather_lanes(w_before[slot], w_lo[slot], w_hi[slot], slot, phase))) * s
                      for slot in ti.static(range(slots))]
                 for c in range(channels):
                     lo = _partner_vector(x1p, b, c, y1, j - 1, True, acc_t)
@@ -269,7 +269,7 @@ def _input2_vector(weights: ti.template(), x1p: ti.template(), target: ti.templa
                         before = _partner_vector(x1p, b, c, y1, j - 2, True, acc_t)
                     total = target[b, c, y, v]
                     for slot in ti.static(range(slots)):
-                        total += w[slot] * _gather_window(before, lo, hi, slot, phase)
+                        total += w[slot] * ti.Vector(ti.static(_gather_lanes(before, lo, hi, slot, phase)))
                     target[b, c, y, v] = total
 
 
