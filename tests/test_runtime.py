@@ -241,3 +241,33 @@ def test_the_users_kernels_compile_with_taichis_own_front_end(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0] in ("TaichiNameError", "QuadrantsNameError")
     assert "undefined_name + 1" in result.stdout and "^^^" in result.stdout
+
+
+def test_the_quick_class_check_answers_as_taichis_own_and_is_put_back(tmp_path):
+    """``taichi.lang.matrix_ops`` is imported at ``import corr_taichi`` with a quicker stand-in for Taichi
+    1.7's ``_inside_class`` (whether a decorated function sits in a class body); the stand-in answers as
+    Taichi's own does, and Taichi's own is back in place afterwards."""
+    result = run("""
+        import sys, corr_taichi
+        from corr_taichi import _runtime
+        if _runtime._FRONT_END is None:  # another implementation: nothing is replaced
+            print("skip")
+            raise SystemExit
+        kernel_impl = _runtime._FRONT_END[1]
+        print(kernel_impl._inside_class.__module__, "taichi.lang.matrix_ops" in sys.modules)
+
+        def both():  # what each says about the statement that called this function
+            return kernel_impl._inside_class(2), _runtime._inside_class_quickly(2)
+
+        at_module = both()
+        class Body: in_body = both()
+        class Plain:
+            in_body = both()
+        print(at_module, Body.in_body, Plain.in_body)
+        """, file=tmp_path / "probe.py")  # a file: both read the calling statement's source
+    assert result.returncode == 0, result.stderr
+    if result.stdout.strip() == "skip":
+        pytest.skip("the quick class check is only used on taichi 1.7")
+    first, second = result.stdout.splitlines()
+    assert first == "taichi.lang.kernel_impl True"
+    assert second == "(False, False) (True, True) (False, False)"

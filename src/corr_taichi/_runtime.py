@@ -22,6 +22,7 @@ import contextlib
 import functools
 import importlib
 import io
+import linecache
 import os
 import sys
 import textwrap
@@ -172,6 +173,10 @@ def _front_end_modules():
         return None
     if getattr(kernel_impl, "textwrap", None) is not textwrap:
         return None
+    if not callable(getattr(kernel_impl, "_inside_class", None)):
+        return None
+    if not isinstance(getattr(kernel_impl, "_KERNEL_CLASS_STACKFRAME_STMT_RES", None), list):
+        return None
     return context, kernel_impl
 
 
@@ -183,6 +188,35 @@ if _FRONT_END is not None:
     _LEAN = (_file_and_line, functools.lru_cache(maxsize=None)(_FULL[1]), functools.lru_cache(maxsize=None)(_FULL[2]),
              types.SimpleNamespace(fill=functools.lru_cache(maxsize=None)(textwrap.fill),
                                    dedent=functools.lru_cache(maxsize=None)(textwrap.dedent)))
+
+
+def _inside_class_quickly(level_of_class_stackframe: int) -> bool:
+    """Taichi 1.7's ``kernel_impl._inside_class`` (whether a decorated function's statement is in a class
+    body), reading the statement with ``linecache`` instead of ``inspect.getframeinfo``, which scans every
+    module in ``sys.modules`` (over a thousand with torch) at each decoration."""
+    try:
+        frame = sys._getframe(level_of_class_stackframe)  # it takes the place of Taichi's: the same depth
+    except ValueError:
+        return False
+    statement = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+    return any(pattern.match(statement) for pattern in _FRONT_END[1]._KERNEL_CLASS_STACKFRAME_STMT_RES)
+
+
+def _import_matrix_ops() -> None:
+    """Import ``taichi.lang.matrix_ops`` now, with :func:`_inside_class_quickly`: Taichi's front end imports
+    it when it compiles its first kernel that calls a built-in, and the 51 Taichi functions it decorates
+    took about 50 ms there, in the first call of this package's kernels."""
+    kernel_impl = _FRONT_END[1]
+    full = kernel_impl._inside_class
+    kernel_impl._inside_class = _inside_class_quickly
+    try:
+        importlib.import_module("taichi.lang.matrix_ops")
+    finally:
+        kernel_impl._inside_class = full
+
+
+if _FRONT_END is not None:
+    _import_matrix_ops()
 
 
 def _set_front_end(functions) -> None:
