@@ -212,8 +212,8 @@ def gradient_kernels(dtype, vectors: int, pixels: int) -> SimpleNamespace:
     in chunks of ``vectors`` channel vectors, ``pixels`` target pixels per tile (:func:`._dispatch.pixel_tile_shape`);
     arguments as :func:`._kernels.gradient_kernels`' kernels.  One task per target row; a
     row's pixels are tiled ``|dp|`` apart (one phase after another), with single pixels where a phase
-    ends and where input1's gradient has pixels without an output column; each tile's chunks one
-    after another."""
+    ends and where input1's gradient has pixels without an output column (from one call site: each site
+    is a copy of the unrolled code); each tile's chunks one after another."""
     chunks = ti.types.ndarray(dtype=ti.types.matrix(vectors, LANES, dtype), ndim=4)
     acc_t = dtype  # what they compute in
 
@@ -227,22 +227,18 @@ def gradient_kernels(dtype, vectors: int, pixels: int) -> SimpleNamespace:
                 for phase in range(ti.min(step, width)):
                     n = ti_ceil_div(width - phase, step)  # the phase's pixels: phase + t * step
                     t = 0
-                    while t + pixels <= n:
+                    while t < n:
                         first = phase + t * step
                         w = first - g.origin_w
-                        whole = True
+                        whole = t + pixels <= n
                         if ti.static(not mirror):
-                            whole = 0 <= w and w + (pixels - 1) * step < g.out_w
+                            whole = whole and 0 <= w and w + (pixels - 1) * step < g.out_w
                         if whole:
                             _chunks(grad_out, partner, target, g, b, y, first, vectors, pixels, mirror, s, acc_t)
-                        else:  # some pixel without an output column: one at a time
-                            for i in range(pixels):
-                                _chunks(grad_out, partner, target, g, b, y, first + i * step, vectors, 1, mirror, s,
-                                        acc_t)
-                        t += pixels
-                    while t < n:
-                        _chunks(grad_out, partner, target, g, b, y, phase + t * step, vectors, 1, mirror, s, acc_t)
-                        t += 1
+                            t += pixels
+                        else:  # where a phase ends, or some pixel has no output column: one pixel
+                            _chunks(grad_out, partner, target, g, b, y, first, vectors, 1, mirror, s, acc_t)
+                            t += 1
 
         gradient.__name__ = gradient.__qualname__ = "grad_input2" if mirror else "grad_input1"
         return locked(ti.kernel(gradient))
