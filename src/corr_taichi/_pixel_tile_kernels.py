@@ -69,8 +69,9 @@ def forward_kernel(dtype):
     def pixels_at(x1: ti.template(), x2: ti.template(), out: ti.template(), g: ti.template(), b, y1, y2, rows_inside,
                   row, w0, pixels, s):
         """Output row ``row`` (flat start), at the ``pixels`` (at most ``P``) columns ``w0 + i * dp`` and
-        every displacement: in tiles of ``T`` displacements and then single ones, each a tile of ``P``
-        pixels where all of its columns are inside the image, else one pixel at a time."""
+        every displacement: in tiles of ``T`` displacements, each a tile of ``P`` pixels where all of its
+        columns are inside the image, else one pixel at a time; then the single displacements left, one
+        pixel at a time (a tile of pixels at one displacement would share no load: not compiled)."""
         width = x1.shape[2]
         plane = g.out_h * g.out_w
         dp = g.patch_dilation_w
@@ -79,8 +80,9 @@ def forward_kernel(dtype):
         for Tn in ti.static((T, 1)):
             while p + Tn <= g.patch_w:  # the displacements p .. p + Tn - 1
                 c0 = x0 + g.first_w + p * dp  # partner column of the first pixel's first one
-                if (rows_inside and pixels == P and 0 <= x0 and x0 + (P - 1) * dp < width
-                        and 0 <= c0 and c0 + (P + Tn - 2) * dp < width):
+                # a tile of pixels shares partner loads between displacements; single ones share none
+                if ti.static(Tn > 1) and (rows_inside and pixels == P and 0 <= x0 and x0 + (P - 1) * dp < width
+                                          and 0 <= c0 and c0 + (P + Tn - 2) * dp < width):
                     sums = _forward_tile(x1, x2, b, y1, y2, x0, c0, dp, P, Tn, dtype)
                     for i in ti.static(range(P)):
                         for q in ti.static(range(Tn)):
