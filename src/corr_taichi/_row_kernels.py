@@ -7,8 +7,8 @@ so a displacement's dot product is one multiply-add per channel, with no reducti
 
 Displacement ``pw`` shifts the partner row by ``pw`` pixels, which is rarely a whole vector.  Taichi
 loads vectors only at whole-vector offsets (an ndarray of vectors is assumed aligned), so a shifted
-vector is cut from two aligned neighbours, ``lo`` and ``hi``, by :func:`._kernel_helpers.lanes_from` with a compile-time
-shift: one lane shuffle.  The ``LANES`` shifts of one pair of aligned loads are the slots of a tile
+vector is cut from two aligned neighbours at a compile-time shift (:func:`._kernel_helpers.lanes_from`):
+one lane shuffle.  The ``LANES`` shifts of one pair of aligned loads are the slots of a tile
 (unrolled, each slot its own accumulator), which covers up to ``LANES`` displacements of a patch row.
 The kernels read input2, and write its gradient, in input2's own columns: where a patch row's starts
 lie ``phase`` columns past whole vectors, a tile's slots are cut from three aligned neighbours, at
@@ -233,8 +233,8 @@ def _input1_products(x2: ti.template(), acc: ti.template(), w: ti.template(), b,
 def _gather_lanes(a, b, c, slot: int, phase: int) -> list:
     """The ``LANES`` values that a target vector of ``grad_input2`` takes from three consecutive vectors
     ``a``, ``b``, ``c`` (ending at its own position less the window's) for ``slot``: they start
-    ``2 * LANES - phase - slot`` lanes into ``a`` (in ``b`` where ``phase + slot <= LANES``, else in ``a``).
-    Plain Python, as :func:`_partner_lanes`."""
+    ``2 * LANES - phase - slot`` lanes into ``a``, ``b``, ``c`` laid end to end (in ``b``, or ``c`` itself,
+    where ``phase + slot <= LANES``; else in ``a``).  Plain Python, as :func:`_partner_lanes`."""
     return lanes_from((a, b, c), 2 * LANES - phase - slot)
 
 
