@@ -271,3 +271,65 @@ def test_the_quick_class_check_answers_as_taichis_own_and_is_put_back(tmp_path):
     first, second = result.stdout.splitlines()
     assert first == "taichi.lang.kernel_impl True"
     assert second == "(False, False) (True, True) (False, False)"
+
+
+def test_the_lean_front_end_builds_the_kernel_taichis_own_builds(tmp_path):
+    """What the lean Taichi 1.7 front end builds differently (zero vectors and matrices, the range checks of
+    integer constants, the lanes that ``lanes_from`` and ``column`` take) gives the kernel Taichi's own front end gives:
+    compiled in one mode and then in the other with one offline cache, which Taichi keys by the kernel's
+    IR, the second process finds it there, and both compute the same values (float64 and float32, so
+    that a stand-in building the wrong type would show).  Afterwards Taichi's own functions are back."""
+    code = """
+        import os
+        import numpy as np
+        import corr_taichi
+        from corr_taichi import _kernel_helpers, _runtime
+        if _runtime._FRONT_END is None:  # another implementation: nothing is replaced
+            print("skip")
+            raise SystemExit
+        ti = _runtime.ti
+        lean = os.environ["MODE"] == "lean"
+        if not lean:  # Taichi's own subscript for the lanes too
+            _kernel_helpers.lane = lambda vector, index: ti.lang.impl.subscript(None, vector, index)
+        corr_taichi.init("cpu", offline_cache_file_path=os.environ["CACHE"])
+
+        @ti.kernel
+        def probe(x: ti.types.ndarray(dtype=ti.f64, ndim=1), y: ti.types.ndarray(dtype=ti.f32, ndim=1)):
+            for i in range(1):
+                acc = [ti.Vector.zero(ti.f64, 4) for _ in ti.static(range(2))]
+                grid = ti.Matrix.one(ti.f32, 2, 3)
+                v = ti.Vector([x[0], x[1], x[2], x[3]])
+                w = v * 2
+                acc[0] += v * 3
+                acc[1] += ti.Vector(ti.static(_kernel_helpers.column((v, w, w, v), 3)))
+                grid[1, 2] += y[0]
+                big = ti.u32(4294967295)
+                for j in ti.static(range(4)):
+                    x[j] = acc[0][j] + acc[1][j] * 0.125
+                for j in ti.static(range(3)):
+                    y[j] = grid[0, j] + grid[1, j] * 10 + ti.cast(big % ti.u32(1000), ti.f32)
+
+        x, y = np.array([1.5, -2.25, 3.125, 7.0]), np.array([0.5, 0.0, 0.0], np.float32)
+        if lean:
+            with _runtime.LOCK, _runtime._lean_front_end():
+                probe(x, y)
+        else:
+            probe(x, y)
+        print(repr(x.tolist()), repr(y.tolist()))
+        replaced = [getattr(owner, name) is full for owner, name, full, _ in _runtime._SWAPS]
+        print(all(replaced), len(replaced))
+        """
+    outputs = []
+    for mode in ("full", "lean"):
+        result = run(code, env={"MODE": mode, "CACHE": str(tmp_path / "cache")}, file=tmp_path / "probe.py")
+        assert result.returncode == 0, result.stderr
+        if result.stdout.strip() == "skip":
+            pytest.skip("the lean front end is only used on taichi 1.7")
+        outputs.append(result.stdout)
+    assert outputs[0] == outputs[1]
+    x_list, y_list, back = outputs[0].replace("] [", "]\n[").splitlines()
+    # by hand: acc[0] = 3 v; acc[1] = lane 3 of (v, 2 v, 2 v, v) = (7, 14, 14, 7); 4294967295 % 1000 = 295
+    assert eval(x_list) == [4.5 + 0.875, -6.75 + 1.75, 9.375 + 1.75, 21.0 + 0.875]
+    assert eval(y_list) == [1.0 + 10 + 295, 1.0 + 10 + 295, 1.0 + 15 + 295]
+    assert back == "True 8"
+    assert len(list((tmp_path / "cache").rglob("*.tic"))) == 1  # one kernel: the second process found it

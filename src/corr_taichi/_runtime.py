@@ -30,6 +30,7 @@ import threading
 import types
 import warnings
 
+import numpy as np
 import torch
 
 #: Held for everything Taichi's front end and runtime cannot do from two threads at once: starting the
@@ -158,36 +159,32 @@ def _file_and_line(ctx, node) -> str:
 
 
 def _front_end_modules():
-    """Taichi 1.7's AST transformer context class and kernel module, whose per-node source excerpts and
-    per-call source reads this package's kernels compile without (see :func:`_lean_front_end`); None
-    for another implementation (quadrants memoises its excerpts per function)."""
+    """Taichi 1.7's AST transformer context class, kernel module and expression module, whose per-node
+    source excerpts, per-call source reads and per-constant range checks this package's kernels compile
+    without (see :func:`_lean_front_end`); None for another implementation (quadrants memoises its
+    excerpts per function)."""
     if BACKEND != "taichi":
         return None
     try:
         context = importlib.import_module("taichi.lang.ast.ast_transformer_utils").ASTTransformerContext
         kernel_impl = importlib.import_module("taichi.lang.kernel_impl")
+        expr = importlib.import_module("taichi.lang.expr")
     except (ImportError, AttributeError):
         return None
     if not all(callable(getattr(owner, name, None)) for owner, name in
-               ((context, "get_pos_info"), (kernel_impl, "getsourcelines"), (kernel_impl, "getsourcefile"))):
+               ((context, "get_pos_info"), (kernel_impl, "getsourcelines"), (kernel_impl, "getsourcefile"),
+                (expr, "_check_in_range"), (expr, "_clamp_unsigned_to_range"))):
         return None
-    if getattr(kernel_impl, "textwrap", None) is not textwrap:
+    if getattr(kernel_impl, "textwrap", None) is not textwrap or getattr(expr, "np", None) is not np:
         return None
     if not callable(getattr(kernel_impl, "_inside_class", None)):
         return None
     if not isinstance(getattr(kernel_impl, "_KERNEL_CLASS_STACKFRAME_STMT_RES", None), list):
         return None
-    return context, kernel_impl
+    return context, kernel_impl, expr
 
 
 _FRONT_END = _front_end_modules()
-if _FRONT_END is not None:
-    _FULL = (_FRONT_END[0].get_pos_info, _FRONT_END[1].getsourcelines, _FRONT_END[1].getsourcefile, textwrap)
-    #: the source of this package's Taichi functions, read and normalised once per process (each inlined
-    #: call of a ``ti.func`` read its file again, and re-wrapped each line: about a third of the front end)
-    _LEAN = (_file_and_line, functools.lru_cache(maxsize=None)(_FULL[1]), functools.lru_cache(maxsize=None)(_FULL[2]),
-             types.SimpleNamespace(fill=functools.lru_cache(maxsize=None)(textwrap.fill),
-                                   dedent=functools.lru_cache(maxsize=None)(textwrap.dedent)))
 
 
 def _inside_class_quickly(level_of_class_stackframe: int) -> bool:
@@ -215,25 +212,97 @@ def _import_matrix_ops() -> None:
         kernel_impl._inside_class = full
 
 
+@functools.lru_cache(maxsize=None)
+def _integer_range(numpy_type) -> tuple[int, int, int]:
+    info = np.iinfo(numpy_type)
+    return int(info.min), int(info.max), info.bits
+
+
+def _check_in_range(numpy_type, value) -> bool:
+    """Taichi 1.7's ``expr._check_in_range`` (whether an integer literal fits ``numpy_type``), with the
+    type's range looked up once: ``np.iinfo`` ran twice for every integer constant of a kernel."""
+    low, high, _ = _integer_range(numpy_type)
+    return low <= value <= high
+
+
+def _clamp_unsigned_to_range(numpy_type, value):
+    """Taichi 1.7's ``expr._clamp_unsigned_to_range``: ``value`` where it fits ``numpy_type``, else (an
+    unsigned literal) its two's-complement reading."""
+    low, high, bits = _integer_range(numpy_type)
+    if low <= value <= high:
+        return value
+    cap = 1 << bits
+    assert 0 <= value < cap
+    return value - cap
+
+
+def _lean_filled(matrix_ops):
+    """Stand-ins for Taichi 1.7's ``matrix_ops._filled_vector`` and ``_filled_matrix`` (behind
+    ``ti.Vector.zero`` and ``ti.Matrix.zero``): the same matrix expression, built by the function Taichi's
+    front end calls for a ``ti.Vector(...)`` or ``ti.Matrix(...)`` written in a kernel.  Taichi's are
+    Taichi functions, whose list comprehensions the front end transformed entry by entry at every call
+    (a fifth of the row path's backward front end).  They present as Taichi's (``functools.wraps``),
+    which is what keeps its front end from treating a call of them as a foreign function."""
+    make_matrix = importlib.import_module("taichi.lang.matrix").make_matrix  # what Taichi calls for a ti.Vector(...)
+
+    @functools.wraps(matrix_ops._filled_vector)
+    def filled_vector(n, dtype, value):
+        return make_matrix([value for _ in range(n)], dtype)
+
+    @functools.wraps(matrix_ops._filled_matrix)
+    def filled_matrix(n, m, dtype, value):
+        return make_matrix([[value for _ in range(m)] for _ in range(n)], dtype)
+
+    return filled_vector, filled_matrix
+
+
+def _front_end_swaps() -> list[tuple[object, str, object, object]]:
+    """``(owner, name, Taichi's, lean)``: what :func:`_lean_front_end` puts in place."""
+    context, kernel_impl, expr = _FRONT_END
+    matrix_ops = importlib.import_module("taichi.lang.matrix_ops")
+    lean_vector, lean_matrix = _lean_filled(matrix_ops)
+    lean = {
+        (context, "get_pos_info"): _file_and_line,
+        # the source of this package's Taichi functions, read and normalised once per process (each
+        # inlined call of a ``ti.func`` read its file again, and re-wrapped each line: about a third of
+        # the front end)
+        (kernel_impl, "getsourcelines"): functools.lru_cache(maxsize=None)(kernel_impl.getsourcelines),
+        (kernel_impl, "getsourcefile"): functools.lru_cache(maxsize=None)(kernel_impl.getsourcefile),
+        (kernel_impl, "textwrap"): types.SimpleNamespace(fill=functools.lru_cache(maxsize=None)(textwrap.fill),
+                                                         dedent=functools.lru_cache(maxsize=None)(textwrap.dedent)),
+        (expr, "_check_in_range"): _check_in_range,
+        (expr, "_clamp_unsigned_to_range"): _clamp_unsigned_to_range,
+        (matrix_ops, "_filled_vector"): lean_vector,
+        (matrix_ops, "_filled_matrix"): lean_matrix,
+    }
+    # each only where Taichi has it (the checks of _front_end_modules cover the first four)
+    return [(owner, name, getattr(owner, name), value) for (owner, name), value in lean.items()
+            if hasattr(owner, name)]
+
+
 if _FRONT_END is not None:
     _import_matrix_ops()
+    _SWAPS = _front_end_swaps()
 
 
-def _set_front_end(functions) -> None:
-    context, kernel_impl = _FRONT_END
-    context.get_pos_info, kernel_impl.getsourcelines, kernel_impl.getsourcefile, kernel_impl.textwrap = functions
+def _set_front_end(lean: bool) -> None:
+    for owner, name, full, lean_value in _SWAPS:
+        setattr(owner, name, lean_value if lean else full)
 
 
 @contextlib.contextmanager
 def _lean_front_end():
     """While this package's kernels compile (under :data:`LOCK`), Taichi 1.7's Python front end runs
-    without two costs that are most of a first call with a warm offline cache:
+    without costs that are most of a first call with a warm offline cache (:func:`_front_end_swaps`):
 
     * for every AST node it visits, it formats an excerpt of the source with the node underlined (text
       wrapping included), kept for error messages: about 45 % of its time on these unrolled kernels;
       here it records file and line only;
     * for every inlined call of a ``ti.func`` it reads and tokenises the function's source file again,
-      and re-wraps each line; here each function's source is read and normalised once per process.
+      and re-wraps each line; here each function's source is read and normalised once per process;
+    * every ``ti.Vector.zero`` / ``ti.Matrix.zero`` is a Taichi function whose entries it transforms one
+      by one; here the same matrix is built in plain Python (:func:`_lean_filled`);
+    * every integer constant looks its type's range up twice with ``np.iinfo``; here once per type.
 
     Other kernels (the user's) compile as Taichi does it.  A user's kernel compiled on another thread while
     this holds would get the short messages; Taichi's front end does not support two kernels compiling at
@@ -241,17 +310,28 @@ def _lean_front_end():
     if _FRONT_END is None:
         yield
         return
-    _set_front_end(_LEAN)
+    _set_front_end(True)
     try:
         yield
     finally:
-        _set_front_end(_FULL)
+        _set_front_end(False)
 
 
 def lane(vector, index: int):
     """Element ``index`` of a Taichi vector expression, for plain Python helpers that kernels evaluate at
-    compile time (in ``ti.static``): the expression Taichi's front end builds for ``vector[index]``."""
-    return ti.lang.impl.subscript(None, vector, index)
+    compile time (in ``ti.static``): the expression Taichi's front end builds for ``vector[index]``.  On
+    taichi 1.7 it is built directly (the index's constant, one subscript expression), without the
+    general subscript's dispatch on every kind of indexed value, which was most of its time; the row
+    kernels take a few thousand lanes each."""
+    impl = ti.lang.impl
+    if _FRONT_END is None or not isinstance(vector, ti.lang.expr.Expr):
+        return impl.subscript(None, vector, index)
+    expr = _FRONT_END[2]
+    runtime = impl.get_runtime()
+    indices = ti._lib.core.ExprGroup()
+    indices.push_back(expr.make_constant_expr(index, None).ptr)
+    debug = ti._lib.core.DebugInfo(runtime.get_current_src_info())
+    return expr.Expr(runtime.compiling_callable.ast_builder().expr_subscript(vector.ptr, indices, debug))
 
 
 def struct(struct_type, **fields):
