@@ -275,10 +275,11 @@ def test_the_quick_class_check_answers_as_taichis_own_and_is_put_back(tmp_path):
 
 def test_the_lean_front_end_builds_the_kernel_taichis_own_builds(tmp_path):
     """What the lean Taichi 1.7 front end builds differently (zero vectors and matrices, the range checks of
-    integer constants, the lanes that ``lanes_from`` and ``column`` take) gives the kernel Taichi's own front end gives:
-    compiled in one mode and then in the other with one offline cache, which Taichi keys by the kernel's
-    IR, the second process finds it there, and both compute the same values (float64 and float32, so
-    that a stand-in building the wrong type would show).  Afterwards Taichi's own functions are back."""
+    integer constants, the lanes that ``lanes_from`` and ``column`` take) gives the kernel that Taichi's
+    own front end gives: compiled in one mode and then in the other with one offline cache, which Taichi
+    keys by the kernel's IR, the second process finds it there, and both compute the same values (float64
+    and float32, so that a stand-in building the wrong type would show).  Afterwards Taichi's own
+    functions are back."""
     code = """
         import os
         import numpy as np
