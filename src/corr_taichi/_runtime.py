@@ -228,10 +228,9 @@ def _check_in_range(numpy_type, value) -> bool:
 def _clamp_unsigned_to_range(numpy_type, value):
     """Taichi 1.7's ``expr._clamp_unsigned_to_range``: ``value`` where it fits ``numpy_type``, else (an
     unsigned literal) its two's-complement reading."""
-    low, high, bits = _integer_range(numpy_type)
-    if low <= value <= high:
+    if _check_in_range(numpy_type, value):
         return value
-    cap = 1 << bits
+    cap = 1 << _integer_range(numpy_type)[2]
     assert 0 <= value < cap
     return value - cap
 
@@ -259,8 +258,6 @@ def _lean_filled(matrix_ops):
 def _front_end_swaps() -> list[tuple[object, str, object, object]]:
     """``(owner, name, Taichi's, lean)``: what :func:`_lean_front_end` puts in place."""
     context, kernel_impl, expr = _FRONT_END
-    matrix_ops = importlib.import_module("taichi.lang.matrix_ops")
-    lean_vector, lean_matrix = _lean_filled(matrix_ops)
     lean = {
         (context, "get_pos_info"): _file_and_line,
         # the source of this package's Taichi functions, read and normalised once per process (each
@@ -272,12 +269,11 @@ def _front_end_swaps() -> list[tuple[object, str, object, object]]:
                                                          dedent=functools.lru_cache(maxsize=None)(textwrap.dedent)),
         (expr, "_check_in_range"): _check_in_range,
         (expr, "_clamp_unsigned_to_range"): _clamp_unsigned_to_range,
-        (matrix_ops, "_filled_vector"): lean_vector,
-        (matrix_ops, "_filled_matrix"): lean_matrix,
     }
-    # each only where Taichi has it (the checks of _front_end_modules cover the first four)
-    return [(owner, name, getattr(owner, name), value) for (owner, name), value in lean.items()
-            if hasattr(owner, name)]
+    matrix_ops = importlib.import_module("taichi.lang.matrix_ops")
+    if all(callable(getattr(matrix_ops, name, None)) for name in ("_filled_vector", "_filled_matrix")):
+        lean[matrix_ops, "_filled_vector"], lean[matrix_ops, "_filled_matrix"] = _lean_filled(matrix_ops)
+    return [(owner, name, getattr(owner, name), value) for (owner, name), value in lean.items()]
 
 
 if _FRONT_END is not None:
@@ -324,9 +320,9 @@ def lane(vector, index: int):
     general subscript's dispatch on every kind of indexed value, which was most of its time; the row
     kernels take a few thousand lanes each."""
     impl = ti.lang.impl
-    if _FRONT_END is None or not isinstance(vector, ti.lang.expr.Expr):
+    expr = None if _FRONT_END is None else _FRONT_END[2]
+    if expr is None or not isinstance(vector, expr.Expr):
         return impl.subscript(None, vector, index)
-    expr = _FRONT_END[2]
     runtime = impl.get_runtime()
     indices = ti._lib.core.ExprGroup()
     indices.push_back(expr.make_constant_expr(index, None).ptr)
