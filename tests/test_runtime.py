@@ -79,6 +79,46 @@ def test_a_user_cpu_runtime_keeps_its_scalarize_setting_and_the_kernels_compile_
     assert result.stdout.split()[-3:] == ["True", "True", "True"]
 
 
+def test_quick_compile_kernels_compile_without_taichis_ir_optimiser_and_the_users_options_come_back(tmp_path):
+    """``locked.quick_compile`` kernels compile on taichi's CPU backend with ``advanced_optimization`` off
+    (on quadrants it is left alone), every kernel of this package unscalarised; in a runtime the user started
+    with Taichi's defaults, both options are the user's again after each call, and the user's own kernel
+    compiles with them.  Each kernel notes the options while its front end runs, inside its first call."""
+    result = run("""
+        import taichi as ti, torch
+        ti.init(arch=ti.cpu)
+        from corr_taichi import _runtime
+
+        cfg, seen = ti.lang.impl.current_cfg(), []
+
+        def options():
+            seen.append((cfg.advanced_optimization, cfg.real_matrix_scalarize))
+            return 1
+
+        def kernel():
+            @ti.kernel
+            def mark(x: ti.types.ndarray(ndim=1)):
+                one = ti.static(options())
+                x[0] = one
+            return mark
+
+        for wrap in (_runtime.locked.quick_compile, _runtime.locked, lambda k: k):
+            mark, x = wrap(kernel()), torch.zeros(1, dtype=torch.int32)
+            seen.clear()
+            mark(x)
+            mark(x)  # compiled already
+            print("compiled", *sorted(set(seen)), "after", (cfg.advanced_optimization, cfg.real_matrix_scalarize))
+            assert x.item() == 1
+        """, file=tmp_path / "options.py")  # a file: Taichi reads a kernel's source
+    assert result.returncode == 0, result.stderr
+    quadrants = os.environ.get("CORR_TAICHI_BACKEND", "").strip().lower() == "quadrants"
+    assert [line for line in result.stdout.splitlines() if line.startswith("compiled")] == [
+        f"compiled ({quadrants}, False) after (True, True)",  # quick_compile; the user's options after the call
+        "compiled (True, False) after (True, True)",  # every kernel of this package: unscalarised
+        "compiled (True, True) after (True, True)",  # the user's own kernel: the user's options
+    ]
+
+
 def test_explicit_init_and_environment_variable():
     result = run(
         """

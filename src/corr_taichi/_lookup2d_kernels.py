@@ -185,7 +185,7 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
                             acc[q, :] += weight * fmap2[b, row, x, ti.min(v0 + q, last_v)]
             store_chunk(grad, b, h, w, v0, acc, add)
 
-    @locked
+    @locked.quick_compile
     @ti.kernel
     def pixel_backward(grad_out: nd4, fmap1: vectors, fmap2: vectors, coords: nd4, weights: nd4, grad_fmap1: vectors,
                        grad_coords: nd4, scale: ti.f64, shrink: ti.f64, first: ti.i32, with_fmap1: ti.i32,
@@ -225,7 +225,7 @@ def lookup_kernels(dtype, radius: int, x_major: bool, cpu: bool = True):
                 cell = (b * rows + y0 + taps - 1) * columns + x0 + taps - 1
             cells[b, h, w] = cell
 
-    @locked
+    @locked.quick_compile
     @ti.kernel
     def grad_fmap2(weights: nd4, fmap1: vectors, starts: ti.types.ndarray(ndim=1), order: ti.types.ndarray(ndim=1),
                    grad: vectors):

@@ -117,6 +117,16 @@ MAX_ELEMENTS = 2**31 - 1
 TAICHI_DTYPES = {torch.float32: ti.f32, torch.float64: ti.f64}
 
 
+#: the CPU compile options of every kernel of this package (see :class:`locked`)
+KERNEL_OPTIONS = (("real_matrix_scalarize", False),)
+#: the compile options of :meth:`locked.quick_compile`: Taichi 1.7's ``advanced_optimization`` runs its own
+#: simplification passes (common subexpressions, store forwarding, loop invariants...) to a fixed point
+#: before LLVM's, and on the largest unrolled kernels here that loop took most of a first compile (the row
+#: path's ``grad_input1`` of PWC level 2: 3.5 s against 0.8 s without it).  Set for the kernels whose speed
+#: it did not cost, per kernel, in alternating launches (``docs/runtime.md``, "Fourth round").
+QUICK_COMPILE = (("advanced_optimization", False),)
+
+
 class locked:
     """A Taichi kernel whose every call holds :data:`LOCK`.  Stack it on ``@ti.kernel`` (which inspects
     its caller's frame, so it must stay the decorator applied first)::
@@ -131,23 +141,37 @@ class locked:
     switches that compile option off while it runs (and back on after): the CPU kernels compute on
     matrices of 16 lanes, which LLVM only receives as vectors unscalarised, and scalarised they compile
     for minutes (FlowNetC's forward: 149 s against 4 s) and run about twice as slowly.  The user's own
-    kernels compile with the user's setting."""
+    kernels compile with the user's setting.
 
-    __slots__ = ("kernel",)
+    ``@locked.quick_compile`` marks a kernel that compiles on taichi's CPU backends without Taichi's own
+    IR optimisation loop (:data:`QUICK_COMPILE`; LLVM still optimises it): set for the call, like the
+    option above, and put back after."""
 
-    def __init__(self, kernel) -> None:
+    __slots__ = ("kernel", "options")
+
+    def __init__(self, kernel, options: tuple[tuple[str, bool], ...] = KERNEL_OPTIONS) -> None:
         self.kernel = kernel
+        self.options = options  # the CPU compile options of this kernel's calls: (name, value) pairs
+
+    @classmethod
+    def quick_compile(cls, kernel) -> locked:
+        """:class:`locked`, and on taichi's CPU backends also :data:`QUICK_COMPILE`."""
+        return cls(kernel, KERNEL_OPTIONS + (QUICK_COMPILE if BACKEND == "taichi" else ()))
 
     def __call__(self, *args):
         with LOCK, _lean_front_end():
             cfg = ti.lang.impl.current_cfg()
-            if not (cfg.real_matrix_scalarize and cfg.arch in _CPU_ARCHS):
+            changes = [] if cfg.arch not in _CPU_ARCHS else [
+                (name, value, getattr(cfg, name)) for name, value in self.options if getattr(cfg, name) != value]
+            if not changes:
                 return self.kernel(*args)
-            cfg.real_matrix_scalarize = False
+            for name, value, _ in changes:
+                setattr(cfg, name, value)
             try:
                 return self.kernel(*args)
             finally:
-                cfg.real_matrix_scalarize = True
+                for name, _, before in changes:
+                    setattr(cfg, name, before)
 
     def __getattr__(self, name: str):
         return getattr(self.kernel, name)
