@@ -162,7 +162,7 @@ class locked:
         with LOCK, _lean_front_end():
             cfg = ti.lang.impl.current_cfg()
             changes = [] if cfg.arch not in _CPU_ARCHS else [
-                (name, value, getattr(cfg, name)) for name, value in self.options if getattr(cfg, name) != value]
+                (name, value, before) for name, value in self.options if (before := getattr(cfg, name)) != value]
             if not changes:
                 return self.kernel(*args)
             for name, value, _ in changes:
